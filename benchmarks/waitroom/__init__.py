@@ -1,0 +1,1 @@
+"""Waitroom HTTP benchmark: ``.venv/bin/python -m benchmarks.waitroom.bench_http``."""

@@ -1,0 +1,1 @@
+"""The booking service: session → search → hold (Redis Lua) → confirm (Postgres) → booking."""

@@ -1,0 +1,118 @@
+"""The booking ASGI app: routes and the lifespan that opens Redis and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+import asyncpg
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from booking.api import clinic, enter, operator, registry, resident, staff
+from booking.background import refresh_forever
+from booking.http import Endpoint
+from booking.middleware import BodySizeLimit, LatencySampler
+from booking.openapi import build_openapi
+from booking.services.availability import Availability
+from booking.services.context import Ctx, SlotCatalog
+from booking.services.inventory import rebuild_inventory
+from booking.settings import BookingSettings
+from booking.store.redis_store import RedisStore
+from machiai.errors import EXCEPTION_HANDLERS, Busy
+from machiai.health import health_routes
+from waitroom.tokens import Tokens
+
+log = logging.getLogger("booking.app")
+
+ENDPOINTS: list[Endpoint] = [
+    *resident.ENDPOINTS,
+    *operator.ENDPOINTS,
+    *clinic.ENDPOINTS,
+    *registry.ENDPOINTS,
+    *staff.ENDPOINTS,
+]
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's RESET round trip: booking keeps no session state
+    (only SET LOCAL and transaction-scoped advisory locks), so there is nothing to reset."""
+
+
+def create_app(settings: BookingSettings) -> Starlette:
+    samples: deque[tuple[float, float]] = deque(maxlen=4096)
+    document = build_openapi(ENDPOINTS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.redis = aioredis.Redis.from_url(settings.core.redis_url)
+        app.state.db = await asyncpg.create_pool(
+            settings.core.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            reset=keep_session,
+            server_settings={"lock_timeout": str(settings.lock_timeout_ms)},
+        )
+        ctx = Ctx(
+            settings=settings,
+            redis=RedisStore(app.state.redis, settings.core.redis_prefix),
+            pool=app.state.db,
+            catalog=SlotCatalog(app.state.db),
+        )
+        app.state.ctx = ctx
+        app.state.tokens = Tokens(settings.core.secret_keys)
+        app.state.availability = Availability(settings.public_cache_s)
+        task: asyncio.Task[None] | None = None
+        stop = asyncio.Event()
+        try:
+            try:
+                await rebuild_inventory(ctx)
+            except Busy:
+                # Redis or Postgres is down at start: serve what we can (public
+                # availability, clear 503s); the loop rebuilds once they are back.
+                log.warning("booking started without a rebuilt inventory; will retry")
+            task = asyncio.create_task(refresh_forever(ctx, samples, stop))
+            yield
+        finally:
+            stop.set()
+            while task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=settings.refresh_interval_ms / 1000 + 1)
+            if task is not None and not task.cancelled():
+                with contextlib.suppress(asyncio.CancelledError):
+                    task.result()
+            await app.state.db.close()
+            await app.state.redis.aclose()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes: list[BaseRoute] = [
+        *health_routes("booking"),
+        Route("/openapi.json", openapi),
+        *enter.routes(),
+        *(ep.route() for ep in ENDPOINTS),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            Middleware(LatencySampler, samples=samples),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory``: settings come from the environment."""
+    return create_app(BookingSettings.from_env())

@@ -1,0 +1,34 @@
+--[[
+  Mirror a slot's Postgres state into Redis, newest version wins; optionally drop a hold.
+
+  KEYS[1]  inventory HASH {sl:<id>}:inv
+  KEYS[2]  holds ZSET     {sl:<id>}:holds
+  ARGV[1]  ver       slots.version after the change (monotonic per slot)
+  ARGV[2]  cap
+  ARGV[3]  booked
+  ARGV[4]  closed    0 | 1
+  ARGV[5]  from_ms   window start (ms since epoch)
+  ARGV[6]  until_ms  window end, exclusive (ms since epoch)
+  ARGV[7]  hold id to remove, or ''
+
+  Returns  1  state written (missing or older in Redis)
+           0  Redis already had this or a newer version (nothing written but the hold)
+
+  Every write carries the full state and a version, so concurrent confirms,
+  cancels and a rebuild after a flush converge on Postgres in any arrival order.
+]]
+local inv = KEYS[1]
+local holds = KEYS[2]
+local ver = tonumber(ARGV[1])
+
+local current = redis.call('HGET', inv, 'ver')
+local applied = 0
+if (not current) or tonumber(current) < ver then
+  redis.call('HSET', inv, 'ver', ver, 'cap', ARGV[2], 'booked', ARGV[3], 'closed', ARGV[4],
+    'from_ms', ARGV[5], 'until_ms', ARGV[6])
+  applied = 1
+end
+if ARGV[7] ~= '' then
+  redis.call('ZREM', holds, ARGV[7])
+end
+return applied

@@ -1,0 +1,127 @@
+"""Availability: resident search (live counts from Redis, Postgres as fallback) and the
+public per-clinic-and-day summary (Postgres, cached in-process for a few seconds)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta, timezone
+from typing import Any
+
+from booking import errors
+from booking.services.context import Ctx
+from booking.store import pg
+from booking.store.pg import SlotMeta
+
+JST = timezone(timedelta(hours=9))
+MAX_RESULTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    day: date | None = None
+    area: str | None = None
+    clinic_id: str | None = None
+    vaccine_code: str | None = None
+    dose_number: int | None = None
+
+    def accepts(self, meta: SlotMeta) -> bool:
+        return (
+            (self.day is None or meta.starts_at.astimezone(JST).date() == self.day)
+            and (self.area is None or meta.area == self.area)
+            and (self.clinic_id is None or meta.clinic_id == self.clinic_id)
+            and (self.vaccine_code is None or meta.vaccine_code == self.vaccine_code)
+            and (self.dose_number is None or meta.dose_number == self.dose_number)
+        )
+
+
+class Availability:
+    """Caches of what changes slowly (the slot list, the public summary) for a few seconds."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._slots: dict[str, tuple[float, list[SlotMeta]]] = {}
+        self._public: dict[str, tuple[float, bytes, str]] = {}
+
+    async def event_slots(self, ctx: Ctx, event_id: str) -> list[SlotMeta]:
+        cached = self._slots.get(event_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        async with pg.acquire(ctx.pool) as conn:
+            slots = await pg.fetch_event_slots(conn, event_id)
+        self._slots[event_id] = (time.monotonic() + self.ttl_s, slots)
+        return slots
+
+    async def search(self, ctx: Ctx, event_id: str, filt: SearchFilter) -> list[dict[str, Any]]:
+        """Future slots of the event matching the filter, with places left now."""
+        matches = [m for m in await self.event_slots(ctx, event_id) if filt.accepts(m)]
+        matches = matches[:MAX_RESULTS]
+        ids = [m.slot_id for m in matches]
+        try:
+            left = await ctx.redis.slot_left(ids)
+        except errors.Busy:
+            left = {}
+        missing = [sid for sid in ids if left.get(sid) is None]
+        if missing:
+            async with pg.acquire(ctx.pool) as conn:
+                for state in await pg.slot_states(conn, missing):
+                    left[state.slot_id] = (
+                        0 if state.closed else max(0, state.capacity - state.booked)
+                    )
+        return [
+            {
+                "slot_id": m.slot_id,
+                "clinic_id": m.clinic_id,
+                "area": m.area,
+                "starts_at": m.starts_at.isoformat(),
+                "duration_min": m.duration_min,
+                "vaccine_code": m.vaccine_code,
+                "dose_number": m.dose_number,
+                "remaining": left.get(m.slot_id) or 0,
+            }
+            for m in matches
+        ]
+
+    async def public_summary(self, ctx: Ctx, event_id: str) -> tuple[bytes, str] | None:
+        """(JSON body, ETag) of remaining places per clinic and day; None if no such event."""
+        cached = self._public.get(event_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        async with pg.acquire(ctx.pool) as conn:
+            event = await pg.fetch_event(conn, event_id)
+            if event is None:
+                return None
+            rows = await conn.fetch(
+                f"""
+                SELECT c.id::text AS clinic_id, c.name_ja, c.name_en, c.area,
+                       (s.starts_at AT TIME ZONE 'Asia/Tokyo')::date AS day,
+                       sum(greatest(s.capacity - s.booked, 0)) AS remaining
+                FROM slots s JOIN events e ON e.id = s.event_id JOIN clinics c ON c.id = s.clinic_id
+                WHERE s.event_id = $1 AND {pg.BOOKABLE_SQL}
+                GROUP BY c.id, c.name_ja, c.name_en, c.area, day
+                ORDER BY day, c.area, c.name_ja
+                """,
+                event_id,
+            )
+        payload = {
+            "event_id": event_id,
+            "days": [
+                {
+                    "date": r["day"].isoformat(),
+                    "clinic_id": r["clinic_id"],
+                    "clinic_name_ja": r["name_ja"],
+                    "clinic_name_en": r["name_en"],
+                    "area": r["area"],
+                    "remaining": int(r["remaining"]),
+                }
+                for r in rows
+            ],
+        }
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        self._public[event_id] = (time.monotonic() + self.ttl_s, data, etag)
+        if len(self._public) > 1000:
+            self._public.clear()
+        return data, etag

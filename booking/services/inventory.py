@@ -1,0 +1,43 @@
+"""Redis inventory rebuilt from Postgres: at start, when the epoch key vanishes, per slot on demand.
+
+Invariant: Redis never believes in more places than Postgres had at some
+version; every write is the full, versioned slot state (apply_slot-2), so a
+rebuild racing live confirms converges on the newest Postgres state. Holds
+lost with a flush are gone (their residents get ``hold_expired``); the guarded
+UPDATE in Postgres stops any oversell meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from booking.services.context import Ctx
+from booking.store import pg
+
+
+async def load_slot(ctx: Ctx, slot_id: str) -> bool:
+    """Mirror one slot from Postgres; False when Postgres does not know it."""
+    async with pg.acquire(ctx.pool) as conn:
+        states = await pg.slot_states(conn, [slot_id])
+    for state in states:
+        await ctx.redis.apply_slot(state)
+    return bool(states)
+
+
+async def rebuild_inventory(ctx: Ctx) -> int:
+    """Mirror every slot of events not yet over, then mark the epoch. Returns slots written."""
+    async with pg.acquire(ctx.pool) as conn:
+        states = await pg.slot_states(conn)
+    for state in states:
+        await ctx.redis.apply_slot(state)
+    await ctx.redis.set_epoch(f"{int(time.time())}:{uuid.uuid4().hex[:8]}")
+    return len(states)
+
+
+async def ensure_inventory(ctx: Ctx) -> bool:
+    """Rebuild when the epoch key is missing (Redis restarted empty or was flushed)."""
+    if await ctx.redis.epoch() is None:
+        await rebuild_inventory(ctx)
+        return True
+    return False

@@ -1,0 +1,160 @@
+"""Resident booking sessions: an admission pass plus a registry identity opens one.
+
+Invariants: a pass opens at most one session (redeemed atomically with the
+session's registration); unknown voucher, wrong birth date and ineligible group
+get the same refusal; attempts are throttled per voucher and per client.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from booking import errors
+from booking.services.context import Actor, Ctx, Resident
+from booking.store import keys, pg
+from booking.store.redis_store import Code
+from waitroom.tokens import TokenError, Tokens
+
+SESSION_RECHECK_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    session_id: str
+    event_id: str
+    resident: Resident
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(
+            kind="resident",
+            actor_id=self.resident.ref,
+            municipality=self.resident.municipality,
+            event_id=self.event_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    token: str
+    session: Session
+    expires_in_s: int
+
+
+async def _throttle(ctx: Ctx, client: str, municipality: str | None, voucher: str) -> None:
+    s = ctx.settings
+    by_client = await ctx.redis.hit_counter(
+        keys.throttle_client(ctx.redis.prefix, client),
+        s.throttle_client_window_s * 1000,
+        s.throttle_client_limit,
+        commit=True,
+    )
+    if by_client.count > s.throttle_client_limit:
+        raise errors.Throttled(by_client.ttl_ms // 1000 + 1)
+    if municipality is not None:
+        by_voucher = await ctx.redis.hit_counter(
+            keys.throttle_voucher(ctx.redis.prefix, municipality, voucher),
+            s.throttle_voucher_window_s * 1000,
+            s.throttle_voucher_limit,
+            commit=False,
+        )
+        if by_voucher.count >= s.throttle_voucher_limit:
+            raise errors.Throttled(by_voucher.ttl_ms // 1000 + 1)
+
+
+async def _count_failure(ctx: Ctx, municipality: str, voucher: str) -> None:
+    s = ctx.settings
+    await ctx.redis.hit_counter(
+        keys.throttle_voucher(ctx.redis.prefix, municipality, voucher),
+        s.throttle_voucher_window_s * 1000,
+        s.throttle_voucher_limit,
+        commit=True,
+    )
+
+
+async def start_session(
+    ctx: Ctx, tokens: Tokens, pass_token: str, voucher: str, birth_date: date, client: str
+) -> Opened:
+    """Check the pass and the resident, then redeem the pass and open the session."""
+    try:
+        admission = tokens.load_pass(pass_token, ctx.settings.core.pass_ttl_s)
+    except TokenError:
+        raise errors.PassInvalid() from None
+    if await ctx.redis.pass_used(admission.event_id, admission.pass_id):
+        raise errors.PassUsed()
+    async with pg.acquire(ctx.pool) as conn:
+        event = await pg.fetch_event(conn, admission.event_id)
+        municipality = None if event is None else str(event["municipality_code"])
+        await _throttle(ctx, client, municipality, voucher)
+        if event is None or municipality is None:
+            raise errors.PassInvalid()
+        known = await pg.check_identity(
+            conn, municipality, voucher, birth_date, event["eligibility_group"]
+        )
+    if not known:
+        await _count_failure(ctx, municipality, voucher)
+        raise errors.IdentityRefused()
+    session = Session(uuid.uuid4().hex, admission.event_id, Resident(municipality, voucher))
+    ttl_s = ctx.settings.session_ttl_s
+    opened = await ctx.redis.open_session(
+        admission.event_id,
+        admission.pass_id,
+        session.session_id,
+        ttl_s * 1000,
+        (ctx.settings.core.pass_ttl_s + 60) * 1000,
+    )
+    if opened == Code.PASS_USED:
+        raise errors.PassUsed()
+    token = tokens.session.dumps([session.session_id, session.event_id, municipality, voucher])
+    return Opened(token, session, ttl_s)
+
+
+async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
+    """The live session a token names; ended or lapsed sessions grant nothing."""
+    try:
+        payload, _ = tokens.session.loads(token, ctx.settings.session_ttl_s)
+    except TokenError:
+        raise errors.SessionExpired() from None
+    if len(payload) != 4 or not all(isinstance(p, str) for p in payload):
+        raise errors.SessionExpired()
+    session_id, event_id, municipality, voucher = payload
+    now = time.monotonic()
+    cached = ctx.live_sessions.get(session_id)
+    if cached is not None and cached > now:
+        return Session(session_id, event_id, Resident(municipality, voucher))
+    expiry_ms = await ctx.redis.session_expiry_ms(event_id, session_id)
+    left_s = -1.0 if expiry_ms is None else expiry_ms / 1000 - time.time()
+    if left_s <= 0:
+        ctx.live_sessions.pop(session_id, None)
+        raise errors.SessionExpired()
+    # Trust this answer briefly (never past the session's end): one Redis read per
+    # session per SESSION_RECHECK_S instead of one per request. Ending a session here
+    # takes effect at once; ended elsewhere, within SESSION_RECHECK_S.
+    if len(ctx.live_sessions) > 100_000:
+        ctx.live_sessions.clear()
+    ctx.live_sessions[session_id] = now + min(SESSION_RECHECK_S, left_s)
+    return Session(session_id, event_id, Resident(municipality, voucher))
+
+
+async def end_session(ctx: Ctx, session: Session) -> None:
+    ctx.live_sessions.pop(session.session_id, None)
+    await ctx.redis.end_session(session.event_id, session.session_id)
+
+
+async def verify_resident(
+    ctx: Ctx, municipality: str, voucher: str, birth_date: date, event_id: str
+) -> Resident:
+    """Operators identify a caller the same way the web does (registry, same refusal)."""
+    async with pg.acquire(ctx.pool) as conn:
+        event = await pg.fetch_event(conn, event_id)
+        if event is None or event["municipality_code"] != municipality:
+            raise errors.NotFound()
+        known = await pg.check_identity(
+            conn, municipality, voucher, birth_date, event["eligibility_group"]
+        )
+    if not known:
+        raise errors.IdentityRefused()
+    return Resident(municipality, voucher)

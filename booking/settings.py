@@ -1,0 +1,66 @@
+"""Booking settings, read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from machiai.config import CoreSettings, Env, SettingsError, core_settings
+
+
+@dataclass(frozen=True, slots=True)
+class BookingSettings:
+    core: CoreSettings
+    db_pool_min: int
+    db_pool_max: int
+    max_body_bytes: int
+    # A hold keeps a place for this long; confirm extends it by the grace while Postgres works.
+    hold_ms: int = 300_000
+    confirm_grace_ms: int = 30_000
+    # A resident's booking session (opened with a pass) lives this long.
+    session_ttl_s: int = 1800
+    # Identity attempts: per voucher (failures) and per client address (all), per window.
+    throttle_voucher_limit: int = 5
+    throttle_voucher_window_s: int = 900
+    throttle_client_limit: int = 30
+    throttle_client_window_s: int = 60
+    # Background refresh of the waitroom handoff keys and the Redis epoch check.
+    refresh_interval_ms: int = 1000
+    public_cache_s: int = 5
+    # Behind a load balancer every client shares its address: take X-Forwarded-For instead.
+    trust_forwarded: bool = False
+    # Confirm under contention: this many attempts, then "busy".
+    confirm_attempts: int = 3
+    lock_timeout_ms: int = 2000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BookingSettings:
+        env = Env(os.environ if environ is None else environ)
+        pool_min = env.integer("BOOKING_DB_POOL_MIN", 2, minimum=1, maximum=500)
+        pool_max = env.integer("BOOKING_DB_POOL_MAX", 20, minimum=1, maximum=500)
+        if pool_max < pool_min:
+            raise SettingsError("BOOKING_DB_POOL_MAX must be >= BOOKING_DB_POOL_MIN")
+        return cls(
+            core=core_settings(env),
+            db_pool_min=pool_min,
+            db_pool_max=pool_max,
+            max_body_bytes=env.integer(
+                "BOOKING_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=100 * 1_048_576
+            ),
+            hold_ms=env.integer("BOOKING_HOLD_MS", 300_000, minimum=1000, maximum=3_600_000),
+            confirm_grace_ms=env.integer(
+                "BOOKING_CONFIRM_GRACE_MS", 30_000, minimum=1000, maximum=600_000
+            ),
+            session_ttl_s=env.integer("BOOKING_SESSION_TTL_S", 1800, minimum=60, maximum=86_400),
+            throttle_voucher_limit=env.integer(
+                "BOOKING_THROTTLE_VOUCHER_LIMIT", 5, minimum=1, maximum=10_000
+            ),
+            throttle_client_limit=env.integer(
+                "BOOKING_THROTTLE_CLIENT_LIMIT", 30, minimum=1, maximum=1_000_000
+            ),
+            refresh_interval_ms=env.integer(
+                "BOOKING_REFRESH_INTERVAL_MS", 1000, minimum=50, maximum=60_000
+            ),
+            trust_forwarded=env.flag("BOOKING_TRUST_FORWARDED", False),
+        )

@@ -1,0 +1,45 @@
+"""Every Redis key booking writes, built in this one module.
+
+Hash tags keep each Lua script's keys on one cluster slot: a slot's inventory
+and its holds share ``{sl:<slot id>}``; a resident's hold pointer and throttle
+counter live under ``{rs:<municipality>:<voucher>}``. The waitroom handoff keys
+(``{ev:<event id>}``) come from :mod:`machiai.keys`.
+"""
+
+from __future__ import annotations
+
+
+def slot_tag(prefix: str, slot_id: str) -> str:
+    return f"{prefix}{{sl:{slot_id}}}"
+
+
+def slot_inventory(prefix: str, slot_id: str) -> str:
+    """HASH: cap, booked, closed (0/1), from_ms, until_ms (bookable window), ver (Postgres)."""
+    return f"{slot_tag(prefix, slot_id)}:inv"
+
+
+def slot_holds(prefix: str, slot_id: str) -> str:
+    """ZSET: ``<token>:<municipality>:<voucher>`` -> expiry (ms, Redis TIME). Expired members
+    are skipped and pruned lazily."""
+    return f"{slot_tag(prefix, slot_id)}:holds"
+
+
+def resident_hold(prefix: str, municipality: str, voucher: str) -> str:
+    """STRING ``<slot id>.<token>`` (the public hold id) with PX = hold time: the
+    resident's one live hold. The slot's holds ZSET member is ``<token>:<resident>``."""
+    return f"{prefix}{{rs:{municipality}:{voucher}}}:hold"
+
+
+def throttle_voucher(prefix: str, municipality: str, voucher: str) -> str:
+    """STRING counter of failed identity attempts for one voucher, PX = window."""
+    return f"{prefix}{{rs:{municipality}:{voucher}}}:attempts"
+
+
+def throttle_client(prefix: str, client: str) -> str:
+    """STRING counter of identity attempts from one client address, PX = window."""
+    return f"{prefix}{{cl:{client}}}:attempts"
+
+
+def epoch(prefix: str) -> str:
+    """STRING: set once the inventory was rebuilt; its absence means Redis lost our data."""
+    return f"{prefix}booking:epoch"

@@ -1,0 +1,291 @@
+"""Booking's SQL: slot state for Redis, the slot catalogue, and the booking transactions.
+
+Postgres is the truth: the guarded ``UPDATE ... AND booked < capacity`` and the
+unique index on active (resident, dose) are the last line of defence whatever
+Redis says. asyncpg failures become domain errors here, at the store boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from booking import errors
+from booking.store.redis_store import SlotState
+from machiai.pg import Conn
+
+Row: TypeAlias = "asyncpg.Record | Mapping[str, Any]"
+
+RETRYABLE = (
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+SLOT_STATE_SQL = """
+SELECT s.id::text AS slot_id, s.version, s.capacity, s.booked,
+       (s.closed OR e.state = 'closed') AS closed,
+       (extract(epoch FROM greatest(e.opens_at, coalesce(s.publish_from, e.opens_at)))
+           * 1000)::bigint AS from_ms,
+       (extract(epoch FROM least(e.closes_at, coalesce(s.publish_until, e.closes_at), s.starts_at))
+           * 1000)::bigint AS until_ms
+FROM slots s JOIN events e ON e.id = s.event_id
+"""
+
+# Bookable now: the event's window narrowed by the slot's, never in the past, never closed.
+BOOKABLE_SQL = """
+    NOT s.closed AND e.state <> 'closed' AND s.starts_at > now()
+    AND now() >= greatest(e.opens_at, coalesce(s.publish_from, e.opens_at))
+    AND now() < least(e.closes_at, coalesce(s.publish_until, e.closes_at))
+"""
+
+BOOKING_COLUMNS = """
+b.id::text AS booking_id, b.confirmation_code, b.slot_id::text AS slot_id,
+s.clinic_id::text AS clinic_id, c.name_ja AS clinic_name_ja, c.name_en AS clinic_name_en,
+b.slot_starts_at AS starts_at, b.dose_number, b.vaccine_code, b.status::text AS status,
+b.channel::text AS channel, b.created_at
+"""
+BOOKING_FROM = "bookings b JOIN slots s ON s.id = b.slot_id JOIN clinics c ON c.id = s.clinic_id"
+
+_CODE_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
+
+
+def confirmation_code() -> str:
+    """Eight characters without look-alikes (0/O, 1/I, 2/Z, 5/S, 8/B): easy to read by phone."""
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+
+
+def slot_state(row: Row) -> SlotState:
+    return SlotState(
+        slot_id=str(row["slot_id"]),
+        version=int(row["version"]),
+        capacity=int(row["capacity"]),
+        booked=int(row["booked"]),
+        closed=bool(row["closed"]),
+        from_ms=int(row["from_ms"]),
+        until_ms=int(row["until_ms"]),
+    )
+
+
+def jsonable(row: Row) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, uuid.UUID):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+@asynccontextmanager
+async def acquire(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """A pooled connection; Postgres being unreachable becomes ``busy``."""
+    try:
+        async with pool.acquire(timeout=10) as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        raise errors.Busy() from exc
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+async def slot_states(conn: Conn, slot_ids: Sequence[str] | None = None) -> list[SlotState]:
+    """State of the given slots, or of every slot whose event has not closed yet."""
+    if slot_ids is None:
+        rows = await conn.fetch(SLOT_STATE_SQL + " WHERE e.closes_at > now() - interval '1 day'")
+    else:
+        rows = await conn.fetch(SLOT_STATE_SQL + " WHERE s.id = ANY($1::uuid[])", list(slot_ids))
+    return [slot_state(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMeta:
+    """What never changes about a slot: who it belongs to and what it offers."""
+
+    slot_id: str
+    event_id: str
+    municipality: str
+    clinic_id: str
+    area: str
+    starts_at: datetime
+    duration_min: int
+    dose_number: int
+    vaccine_code: str
+
+
+SLOT_META_SQL = """
+SELECT s.id::text AS slot_id, s.event_id, e.municipality_code, s.clinic_id::text AS clinic_id,
+       c.area, s.starts_at, s.duration_min, s.dose_number, s.vaccine_code
+FROM slots s JOIN events e ON e.id = s.event_id JOIN clinics c ON c.id = s.clinic_id
+"""
+
+
+def slot_meta(row: Row) -> SlotMeta:
+    return SlotMeta(
+        slot_id=row["slot_id"],
+        event_id=row["event_id"],
+        municipality=row["municipality_code"],
+        clinic_id=row["clinic_id"],
+        area=row["area"],
+        starts_at=row["starts_at"],
+        duration_min=row["duration_min"],
+        dose_number=row["dose_number"],
+        vaccine_code=row["vaccine_code"],
+    )
+
+
+async def fetch_slot_meta(conn: Conn, slot_id: str) -> SlotMeta | None:
+    if parse_uuid(slot_id) is None:
+        return None
+    row = await conn.fetchrow(SLOT_META_SQL + " WHERE s.id = $1::uuid", slot_id)
+    return None if row is None else slot_meta(row)
+
+
+async def fetch_event_slots(conn: Conn, event_id: str) -> list[SlotMeta]:
+    rows = await conn.fetch(
+        SLOT_META_SQL + " WHERE s.event_id = $1 AND s.starts_at > now() ORDER BY s.starts_at",
+        event_id,
+    )
+    return [slot_meta(r) for r in rows]
+
+
+async def event_remaining(conn: Conn) -> dict[str, int]:
+    """Places left (capacity − booked) of bookable slots, per event that is not over."""
+    rows = await conn.fetch(
+        f"""
+        SELECT e.id, coalesce(sum(greatest(s.capacity - s.booked, 0))
+                              FILTER (WHERE {BOOKABLE_SQL}), 0) AS remaining
+        FROM events e LEFT JOIN slots s ON s.event_id = e.id
+        WHERE e.closes_at > now() AND e.prequeue_at < now() + interval '1 day'
+        GROUP BY e.id
+        """
+    )
+    return {r["id"]: int(r["remaining"]) for r in rows}
+
+
+async def audit(
+    conn: Conn,
+    *,
+    municipality: str | None,
+    actor_kind: str,
+    actor_id: str,
+    action: str,
+    target: str,
+    before: Row | None = None,
+    after: Row | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (municipality_code, actor_kind, actor_id, action, target, "
+        "before, after) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
+        municipality,
+        actor_kind,
+        actor_id,
+        action,
+        target,
+        None if before is None else json.dumps(jsonable(before)),
+        None if after is None else json.dumps(jsonable(after)),
+    )
+
+
+async def outbox(conn: Conn, topic: str, payload: Mapping[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (topic, payload) VALUES ($1, $2::jsonb)",
+        topic,
+        json.dumps(jsonable(payload)),
+    )
+
+
+async def idempotent_result(conn: Conn, scope: str, key: str) -> tuple[str, int, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT request_hash, status_code, response FROM idempotency_keys "
+        "WHERE scope = $1 AND key = $2",
+        scope,
+        key,
+    )
+    if row is None:
+        return None
+    return row["request_hash"], int(row["status_code"]), json.loads(row["response"])
+
+
+class IdempotentRace(Exception):
+    """A twin request with the same idempotency key committed first; roll back and replay."""
+
+
+async def record_idempotent(
+    conn: Conn, scope: str, key: str, request_hash: str, status: int, response: Any
+) -> None:
+    done = await conn.execute(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
+        scope,
+        key,
+        request_hash,
+        status,
+        json.dumps(response),
+    )
+    if done == "INSERT 0 0":
+        raise IdempotentRace()
+
+
+async def resident_bookings(conn: Conn, municipality: str, voucher: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"SELECT {BOOKING_COLUMNS} FROM {BOOKING_FROM} "
+        "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
+        "ORDER BY b.dose_number, b.created_at",
+        municipality,
+        voucher,
+    )
+    return [jsonable(r) for r in rows]
+
+
+async def booking_by_id(conn: Conn, booking_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {BOOKING_COLUMNS} FROM {BOOKING_FROM} WHERE b.id = $1", booking_id
+    )
+    return None if row is None else jsonable(row)
+
+
+async def check_identity(
+    conn: Conn, municipality: str, voucher: str, birth_date: Any, group: str | None
+) -> bool:
+    """True when the registry knows this voucher with this birth date and group."""
+    found = await conn.fetchval(
+        "SELECT true FROM registry WHERE municipality_code = $1 AND voucher_number = $2 "
+        "AND birth_date = $3 AND ($4::text IS NULL OR $4 = ANY(eligibility_groups))",
+        municipality,
+        voucher,
+        birth_date,
+        group,
+    )
+    return bool(found)
+
+
+async def fetch_event(conn: Conn, event_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, municipality_code, eligibility_group, opens_at, closes_at, state::text "
+        "FROM events WHERE id = $1",
+        event_id,
+    )

@@ -1,0 +1,318 @@
+"""Booking's Redis: one typed wrapper per Lua script; nothing else calls EVALSHA.
+
+Scripts ship as package data, are registered once at start-up, and their
+negative replies map to :class:`Code`. Redis failures become :class:`Busy` here,
+at the store boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import wraps
+from importlib import resources
+from typing import Any, ParamSpec, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from booking.errors import Busy
+from booking.store import keys
+from machiai import keys as shared_keys
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Code(IntEnum):
+    NOT_LOADED = -1
+    CLOSED = -2
+    NOT_OPEN = -3
+    ENDED = -4
+    FULL = -5
+    HOLD_EXPIRED = -6
+    HOLD_EXISTS = -7
+    PASS_USED = -8
+
+
+def _translate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @wraps(fn)
+    async def inner(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise Busy() from exc
+
+    return inner
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _script_text(name: str) -> str:
+    return resources.files("booking.lua").joinpath(name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    """A slot as Postgres has it, in the shape Redis mirrors."""
+
+    slot_id: str
+    version: int
+    capacity: int
+    booked: int
+    closed: bool
+    from_ms: int
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    count: int
+    ttl_ms: int
+
+
+class RedisStore:
+    """Typed access to booking's keys; scripts are registered once in ``__init__``."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._scripts: dict[str, AsyncScript] = {}
+        for name in (
+            "hold_slot-2",
+            "claim_hold-2",
+            "apply_slot-2",
+            "release_hold-1",
+            "claim_resident-1",
+            "release_resident-1",
+            "open_session-2",
+            "hit_counter-1",
+        ):
+            self._scripts[name] = client.register_script(_script_text(f"{name}.lua"))
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        expected = int(name.rsplit("-", 1)[1])
+        assert len(keys_) == expected, f"{name} takes {expected} keys"
+        return await self._scripts[name](keys=list(keys_), args=list(args))
+
+    # -- slot inventory ---------------------------------------------------------------
+    @_translate
+    async def hold_slot(self, slot_id: str, hold_id: str, hold_ms: int, now_ms: int = 0) -> int:
+        """Places left after the hold (>= 0) or a negative :class:`Code`."""
+        p = self.prefix
+        reply = await self._run(
+            "hold_slot-2",
+            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
+            [hold_id, hold_ms, now_ms],
+        )
+        return int(reply)
+
+    @_translate
+    async def claim_hold(self, slot_id: str, hold_id: str, grace_ms: int, now_ms: int = 0) -> int:
+        """Ms until the claimed hold expires, or ``Code.HOLD_EXPIRED``."""
+        p = self.prefix
+        reply = await self._run(
+            "claim_hold-2",
+            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
+            [hold_id, grace_ms, now_ms],
+        )
+        return int(reply)
+
+    @_translate
+    async def apply_slot(self, state: SlotState, drop_hold: str = "") -> bool:
+        """Mirror Postgres; True when Redis took this version (False: it had a newer one)."""
+        p = self.prefix
+        reply = await self._run(
+            "apply_slot-2",
+            [keys.slot_inventory(p, state.slot_id), keys.slot_holds(p, state.slot_id)],
+            [
+                state.version,
+                state.capacity,
+                state.booked,
+                int(state.closed),
+                state.from_ms,
+                state.until_ms,
+                drop_hold,
+            ],
+        )
+        return bool(reply)
+
+    @_translate
+    async def finish_confirm(
+        self,
+        states: Sequence[SlotState],
+        slot_id: str,
+        hold_id: str,
+        municipality: str,
+        voucher: str,
+        pointer: str,
+    ) -> None:
+        """After commit: mirror the slot(s), drop the hold and the resident pointer.
+
+        One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
+        script atomic on its own tag; together they only tidy what Postgres decided)."""
+        p = self.prefix
+        pipe = self.client.pipeline(transaction=False)
+        for st in states:
+            await self._scripts["apply_slot-2"](
+                keys=[keys.slot_inventory(p, st.slot_id), keys.slot_holds(p, st.slot_id)],
+                args=[
+                    st.version,
+                    st.capacity,
+                    st.booked,
+                    int(st.closed),
+                    st.from_ms,
+                    st.until_ms,
+                    hold_id if st.slot_id == slot_id else "",
+                ],
+                client=pipe,
+            )
+        await self._scripts["release_resident-1"](
+            keys=[keys.resident_hold(p, municipality, voucher)], args=[pointer, 0], client=pipe
+        )
+        await pipe.execute()
+
+    @_translate
+    async def release_hold(self, slot_id: str, hold_id: str) -> bool:
+        reply = await self._run(
+            "release_hold-1", [keys.slot_holds(self.prefix, slot_id)], [hold_id]
+        )
+        return bool(reply)
+
+    @_translate
+    async def slot_left(self, slot_ids: Sequence[str]) -> dict[str, int | None]:
+        """Places left per slot (None where Redis has no inventory); read-only, pipelined."""
+        if not slot_ids:
+            return {}
+        now_ms = await self.now_ms()
+        p = self.prefix
+        pipe = self.client.pipeline(transaction=False)
+        for sid in slot_ids:
+            pipe.hmget(keys.slot_inventory(p, sid), ["cap", "booked", "closed"])
+            pipe.zcount(keys.slot_holds(p, sid), f"({now_ms}", "+inf")
+        replies = await pipe.execute()
+        out: dict[str, int | None] = {}
+        for index, sid in enumerate(slot_ids):
+            cap, booked, closed = replies[2 * index]
+            if cap is None:
+                out[sid] = None
+            elif closed == b"1":
+                out[sid] = 0
+            else:
+                out[sid] = max(0, int(cap) - int(booked) - int(replies[2 * index + 1]))
+        return out
+
+    @_translate
+    async def now_ms(self) -> int:
+        seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- resident hold pointer --------------------------------------------------------
+    @_translate
+    async def claim_resident(
+        self, municipality: str, voucher: str, value: str, ttl_ms: int
+    ) -> tuple[int, str]:
+        """(0, value) when taken, (Code.HOLD_EXISTS, current value) otherwise."""
+        reply = await self._run(
+            "claim_resident-1",
+            [keys.resident_hold(self.prefix, municipality, voucher)],
+            [value, ttl_ms],
+        )
+        code, current = cast(list[Any], reply)
+        return int(code), _text(current)
+
+    @_translate
+    async def release_resident(
+        self, municipality: str, voucher: str, value: str, extend_ms: int = 0
+    ) -> bool:
+        reply = await self._run(
+            "release_resident-1",
+            [keys.resident_hold(self.prefix, municipality, voucher)],
+            [value, extend_ms],
+        )
+        return bool(reply)
+
+    @_translate
+    async def resident_pointer(self, municipality: str, voucher: str) -> str | None:
+        raw = await self.client.get(keys.resident_hold(self.prefix, municipality, voucher))
+        return None if raw is None else _text(raw)
+
+    # -- sessions and throttling ------------------------------------------------------
+    @_translate
+    async def open_session(
+        self,
+        event_id: str,
+        pass_id: str,
+        session_id: str,
+        session_ttl_ms: int,
+        pass_keep_ms: int,
+        now_ms: int = 0,
+    ) -> int:
+        """Live sessions after joining, or ``Code.PASS_USED``."""
+        p = self.prefix
+        reply = await self._run(
+            "open_session-2",
+            [shared_keys.used_passes(p, event_id), shared_keys.booking_sessions(p, event_id)],
+            [pass_id, session_id, session_ttl_ms, now_ms, pass_keep_ms],
+        )
+        return int(reply)
+
+    @_translate
+    async def pass_used(self, event_id: str, pass_id: str) -> bool:
+        key = shared_keys.used_passes(self.prefix, event_id)
+        return await self.client.zscore(key, pass_id) is not None
+
+    @_translate
+    async def session_expiry_ms(self, event_id: str, session_id: str) -> int | None:
+        key = shared_keys.booking_sessions(self.prefix, event_id)
+        score = await self.client.zscore(key, session_id)
+        return None if score is None else int(score)
+
+    @_translate
+    async def end_session(self, event_id: str, session_id: str) -> None:
+        await self.client.zrem(shared_keys.booking_sessions(self.prefix, event_id), session_id)
+
+    @_translate
+    async def hit_counter(self, key: str, window_ms: int, limit: int, commit: bool) -> Counter:
+        reply = await self._run("hit_counter-1", [key], [window_ms, limit, int(commit)])
+        count, ttl = cast(list[Any], reply)
+        return Counter(int(count), int(ttl))
+
+    # -- waitroom handoff and epoch ---------------------------------------------------
+    @_translate
+    async def publish_event_status(
+        self, event_id: str, remaining: int, active_sessions: int, p95_ms: float, now_ms: int
+    ) -> int:
+        """Write the inventory and load hashes; prune lapsed sessions. Returns live sessions."""
+        p = self.prefix
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zremrangebyscore(shared_keys.booking_sessions(p, event_id), "-inf", now_ms)
+        pipe.zcard(shared_keys.booking_sessions(p, event_id))
+        pipe.hset(
+            shared_keys.event_inventory(p, event_id),
+            mapping={"remaining": remaining, "updated_ms": now_ms},
+        )
+        replies = await pipe.execute()
+        live = int(replies[1])
+        await self.client.hset(
+            shared_keys.booking_load(p, event_id),
+            mapping={
+                "p95_ms": round(p95_ms, 1),
+                "active_sessions": live,
+                "updated_ms": now_ms,
+            },
+        )
+        return live
+
+    @_translate
+    async def epoch(self) -> str | None:
+        raw = await self.client.get(keys.epoch(self.prefix))
+        return None if raw is None else _text(raw)
+
+    @_translate
+    async def set_epoch(self, value: str) -> None:
+        await self.client.set(keys.epoch(self.prefix), value)

@@ -1,0 +1,1 @@
+"""Locust scenarios of an opening-day surge; HTTP only, no imports of the apps."""

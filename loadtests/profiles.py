@@ -1,0 +1,129 @@
+"""Named load profiles: how many residents arrive, how fast, and what goes wrong on purpose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Fault(StrEnum):
+    NONE = "none"
+    REDIS_RESTART = "redis-restart"  # Redis stopped and started empty mid-surge
+    SLOW_BOOKING = "slow-booking"  # every confirm slowed in Postgres for a while
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    description: str
+    residents: int  # locust users playing residents (each books at most once)
+    spawn_per_s: float  # arrival rate of residents
+    duration_s: int  # hard bound of the locust run
+    slots: int
+    capacity_per_slot: int
+    admit_per_minute: int
+    max_active: int
+    operators: int = 1
+    clinic_staff: int = 1
+    admins: int = 1
+    prequeue_s: int = 0  # > 0: the event opens this long after the run starts
+    abandon_waiting: float = 0.05
+    abandon_after_hold: float = 0.05
+    aggressive_refresh: float = 0.05
+    think_s: tuple[float, float] = (0.5, 2.0)
+    fault: Fault = Fault.NONE
+    fault_at_s: int = 0
+    fault_for_s: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.slots * self.capacity_per_slot
+
+    @property
+    def users(self) -> int:
+        return self.residents + self.operators + self.clinic_staff + self.admins
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        Profile(
+            name="smoke",
+            description="CI smoke: a small line admitted into booking; every invariant judged",
+            residents=60,
+            spawn_per_s=20,
+            duration_s=45,
+            slots=20,
+            capacity_per_slot=2,
+            admit_per_minute=600,
+            max_active=30,
+            think_s=(0.1, 0.4),
+        ),
+        Profile(
+            name="opening-spike",
+            description="Everyone arrives in the first minute at 2x the design load; "
+            "a pre-queue opens 20 s in",
+            residents=1200,
+            spawn_per_s=40,
+            duration_s=150,
+            slots=200,
+            capacity_per_slot=3,
+            admit_per_minute=600,
+            max_active=150,
+            prequeue_s=20,
+            operators=2,
+        ),
+        Profile(
+            name="refresh-storm",
+            description="A third of the line refreshes as fast as it can",
+            residents=600,
+            spawn_per_s=30,
+            duration_s=120,
+            slots=150,
+            capacity_per_slot=2,
+            admit_per_minute=300,
+            max_active=100,
+            aggressive_refresh=0.33,
+        ),
+        Profile(
+            name="call-centre",
+            description="Call-centre operators book from the same inventory during the web surge",
+            residents=400,
+            spawn_per_s=20,
+            duration_s=120,
+            slots=100,
+            capacity_per_slot=2,
+            admit_per_minute=400,
+            max_active=80,
+            operators=10,
+        ),
+        Profile(
+            name="redis-restart",
+            description="Redis is restarted empty mid-surge; booking rebuilds from Postgres",
+            residents=400,
+            spawn_per_s=20,
+            duration_s=120,
+            slots=100,
+            capacity_per_slot=2,
+            admit_per_minute=400,
+            max_active=80,
+            fault=Fault.REDIS_RESTART,
+            fault_at_s=40,
+            fault_for_s=3,
+        ),
+        Profile(
+            name="slow-booking",
+            description="Confirms are slowed for 30 s; admission should slow, then recover",
+            residents=400,
+            spawn_per_s=20,
+            duration_s=120,
+            slots=100,
+            capacity_per_slot=2,
+            admit_per_minute=400,
+            max_active=80,
+            fault=Fault.SLOW_BOOKING,
+            fault_at_s=30,
+            fault_for_s=30,
+        ),
+    ]
+}

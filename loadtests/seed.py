@@ -1,0 +1,127 @@
+"""A dataset sized for a profile: one municipality, an event, clinics, slots, registry, staff.
+
+Written straight to Postgres before the services start, so booking's start-up
+rebuild loads the inventory and the waitroom finds the event.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+import asyncpg
+
+from loadtests.profiles import Profile
+
+MUNICIPALITY = "990001"
+FIRST_VOUCHER = 2_000_000_000
+BIRTH_DATE = datetime(1950, 4, 1).date()
+CLINICS = 5
+JST = timezone(timedelta(hours=9))
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    event_id: str
+    municipality: str
+    first_voucher: int
+    residents: int
+    birth_date: str
+    passwords: dict[str, str]
+    opens_at: datetime
+    first_slot_day: str  # Japan date of the first day with slots
+
+
+def staff_login(role: str) -> str:
+    return f"lt-{role}"
+
+
+async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime) -> Dataset:
+    from machiai.passwords import hash_password  # harness-side only; scenarios import no app code
+
+    event_id = f"lt-{profile.name}"
+    opens_at = now + timedelta(seconds=profile.prequeue_s)
+    state = "prequeue" if profile.prequeue_s else "open"
+    # Enough registered residents for every resident user and every operator booking.
+    residents = profile.residents + profile.operators * 200
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO municipalities (code, name_ja, name_en) VALUES ($1, '負荷試験市', "
+            "'Loadtest City') ON CONFLICT DO NOTHING",
+            MUNICIPALITY,
+        )
+        await conn.execute(
+            "INSERT INTO vaccines (code, name_ja, name_en, dose_interval_days) "
+            "VALUES ('comirnaty', 'コミナティ', 'Comirnaty', 21) ON CONFLICT DO NOTHING"
+        )
+        await conn.execute(
+            """
+            INSERT INTO events (id, municipality_code, name_ja, name_en, prequeue_at, opens_at,
+                                closes_at, admit_per_minute, max_active, eligibility_group, state)
+            VALUES ($1, $2, '負荷試験', 'Load test', $3, $4, $5, $6, $7, '65+', $8)
+            """,
+            event_id,
+            MUNICIPALITY,
+            now - timedelta(seconds=1),
+            opens_at,
+            now + timedelta(days=30),
+            profile.admit_per_minute,
+            profile.max_active,
+            state,
+        )
+        clinic_ids = [
+            await conn.fetchval(
+                "INSERT INTO clinics (municipality_code, name_ja, name_en, area) "
+                "VALUES ($1, $2, $3, $4) RETURNING id",
+                MUNICIPALITY,
+                f"会場{i}",
+                f"Clinic {i}",
+                f"区{i % 3}",
+            )
+            for i in range(CLINICS)
+        ]
+        first_day = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = []
+        for i in range(profile.slots):
+            clinic = clinic_ids[i % CLINICS]
+            n = i // CLINICS
+            starts = first_day + timedelta(days=n // 16, hours=9, minutes=30 * (n % 16))
+            rows.append((clinic, event_id, starts, 30, profile.capacity_per_slot, 1, "comirnaty"))
+        await conn.executemany(
+            "INSERT INTO slots (clinic_id, event_id, starts_at, duration_min, capacity, "
+            "dose_number, vaccine_code) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            rows,
+        )
+        await conn.copy_records_to_table(
+            "registry",
+            columns=["municipality_code", "voucher_number", "birth_date", "eligibility_groups"],
+            records=[
+                (MUNICIPALITY, f"{FIRST_VOUCHER + i:010d}", BIRTH_DATE, ["65+"])
+                for i in range(residents)
+            ],
+        )
+        passwords = {}
+        for role in ("admin", "operator", "clinic"):
+            password = secrets.token_urlsafe(12)
+            passwords[role] = password
+            await conn.execute(
+                "INSERT INTO staff (municipality_code, login, display_name, role, clinic_id, "
+                "password_hash) VALUES ($1, $2, $3, $4, $5, $6)",
+                MUNICIPALITY,
+                staff_login(role),
+                f"load test {role}",
+                role,
+                clinic_ids[0] if role == "clinic" else None,
+                hash_password(password),
+            )
+    return Dataset(
+        event_id=event_id,
+        municipality=MUNICIPALITY,
+        first_voucher=FIRST_VOUCHER,
+        residents=residents,
+        birth_date=BIRTH_DATE.isoformat(),
+        passwords=passwords,
+        opens_at=opens_at.astimezone(UTC),
+        first_slot_day=(first_day + timedelta(hours=9)).astimezone(JST).date().isoformat(),
+    )

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: creates .venv, installs machiai into it
+# (again only when pyproject.toml changed), then runs what you asked for.
+#
+#   ./machiai.sh run            the whole system (waitroom + booking; embedded
+#                               Redis and Postgres unless REDIS_URL / DATABASE_URL)
+#   ./machiai.sh test           the test suite: ruff, mypy, pytest
+#   ./machiai.sh <command>      any other `machiai` command (migrate, seed-demo, ...)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "machiai needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)." >&2
+    exit 2
+fi
+
+venv=.venv
+stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating $venv" >&2
+    "$python" -m venv "$venv"
+fi
+if [ ! -f "$stamp" ]; then
+    echo "==> installing machiai and its dependencies into $venv (log: $venv/install.log)" >&2
+    if ! { "$venv/bin/python" -m pip install --upgrade pip \
+           && "$venv/bin/python" -m pip install -e ".[dev,loadtest]"; } >"$venv/install.log" 2>&1; then
+        tail -n 40 "$venv/install.log" >&2
+        echo "installation failed; the whole log is in $venv/install.log" >&2
+        exit 1
+    fi
+    rm -f "$venv"/.installed-*
+    touch "$stamp"
+fi
+
+cmd=${1:-run}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    test)
+        # Page tests drive Debian's Chromium; install it where we may (root + apt),
+        # otherwise those tests skip and say why.
+        if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> installing Debian's chromium for the browser tests" >&2
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+                || echo "    (could not install chromium; browser tests will be skipped)" >&2
+        fi
+        echo "==> ruff" >&2
+        "$venv/bin/ruff" check .
+        "$venv/bin/ruff" format --check .
+        echo "==> mypy" >&2
+        "$venv/bin/mypy"
+        echo "==> pytest" >&2
+        exec "$venv/bin/pytest" "$@"
+        ;;
+    *)
+        exec "$venv/bin/machiai" "$cmd" "$@"
+        ;;
+esac

@@ -1,0 +1,143 @@
+"""The `machiai` command: run, migrate, seed-demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from machiai.backends import DataDirBusy, open_backends, running_owner
+from machiai.config import Mode, SettingsError
+from machiai.embedded import EmbeddedServerError
+from machiai.migrate import MigrationError, apply_migrations
+from machiai.runner import run_system
+from machiai.seed_demo import seed_demo
+from machiai.settings import RunnerSettings
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return run_system(RunnerSettings.from_env())
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    settings = RunnerSettings.from_env()
+    with open_backends(settings) as backends:
+        applied = asyncio.run(apply_migrations(backends.database_url))
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def _cmd_seed_demo(args: argparse.Namespace) -> int:
+    settings = RunnerSettings.from_env()
+    if settings.mode is Mode.PRODUCTION:
+        print("seed-demo refuses to run with MACHIAI_ENV=production", file=sys.stderr)
+        return 2
+
+    running = running_owner(settings.data_dir)
+    waitroom_url = str(running["waitroom_url"]) if running else settings.waitroom_url
+
+    async def seed(database_url: str) -> None:
+        await apply_migrations(database_url)
+        conn = await asyncpg.connect(database_url)
+        try:
+            summary = await seed_demo(conn)
+        finally:
+            await conn.close()
+        print(
+            f"Demo data ready: municipality {summary.municipality} (デモ市), "
+            f"event {summary.event_id!r}, {summary.clinics} clinics, {summary.slots} slots, "
+            f"{summary.residents} residents."
+        )
+        print(
+            f"  Try a resident: voucher {summary.first_voucher}, "
+            f"birth date {summary.first_birth_date.isoformat()}"
+        )
+        print(f"  Waiting room:   {waitroom_url}/e/{summary.event_id}")
+        print("  Staff logins (passwords are new on every seed-demo run):")
+        for login, password in summary.staff_passwords.items():
+            print(f"    {login:<14} {password}")
+
+    with open_backends(settings) as backends:
+        asyncio.run(seed(backends.database_url))
+    return 0
+
+
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    # Imported here: locust and matplotlib come with the `loadtest` extra only.
+    from loadtests.harness import run_loadtest
+    from loadtests.profiles import PROFILES
+
+    return run_loadtest(
+        PROFILES[args.profile],
+        Path(args.report_dir),
+        locust_processes=args.locust_processes,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="machiai",
+        description="machiai (待合): reservation system with a virtual waiting room. "
+        "Configuration comes from environment variables; see README.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "run",
+        help="run waitroom + booking (embedded Redis/Postgres unless URLs are set)",
+        description="Run both services. Without REDIS_URL / DATABASE_URL, private Redis and "
+        "Postgres servers are started with their data in MACHIAI_DATA_DIR (default ./.machiai) "
+        "and stopped on exit.",
+    ).set_defaults(func=_cmd_run)
+    sub.add_parser(
+        "migrate",
+        help="apply database migrations",
+        description="Apply pending schema migrations (safe to repeat and to run concurrently).",
+    ).set_defaults(func=_cmd_migrate)
+    sub.add_parser(
+        "seed-demo",
+        help="create demo municipality, event, clinics, slots and residents",
+        description="Create demo data (idempotent) and print how to try it. Development only.",
+    ).set_defaults(func=_cmd_seed_demo)
+    from loadtests.profiles import PROFILES
+
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="run a judged load-test profile against a local system",
+        description="Start the system locally (embedded Redis/Postgres), seed a dataset sized "
+        "for the profile, surge it with locust (headless, bounded), then judge it: oversold "
+        "slots, double bookings, admission-order inversions, lost bookings and 5xx must all "
+        "be 0. Writes a report folder; exits 1 when an invariant fails. Profiles: "
+        + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()),
+    )
+    loadtest.add_argument("profile", choices=sorted(PROFILES))
+    loadtest.add_argument("--report-dir", default="reports", help="where report folders go")
+    loadtest.add_argument(
+        "--locust-processes",
+        type=int,
+        default=1,
+        help="locust worker processes (each needs about a core)",
+    )
+    loadtest.set_defaults(func=_cmd_loadtest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"machiai: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (DataDirBusy, EmbeddedServerError, MigrationError) as exc:
+        print(f"machiai: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

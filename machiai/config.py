@@ -1,0 +1,205 @@
+"""Reading and validating environment variables, shared by every settings module.
+
+Only settings modules call these; nothing else reads ``os.environ``. Every
+failure names the variable, so a misconfigured start says what to fix.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Env:
+    """Typed access to one environment mapping; every getter validates."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {value!r}") from None
+        if not minimum <= parsed <= maximum:
+            raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {parsed}")
+        return parsed
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {value!r}") from None
+        if not minimum <= parsed <= maximum:
+            raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {parsed}")
+        return parsed
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+
+    def mode(self) -> Mode:
+        value = self.text("MACHIAI_ENV", Mode.DEVELOPMENT.value).lower()
+        try:
+            return Mode(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in Mode)
+            raise SettingsError(f"MACHIAI_ENV must be one of {allowed}, got {value!r}") from None
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            allowed = ", ".join(f"{s}://" for s in schemes)
+            raise SettingsError(f"{name} must start with one of {allowed}, got {parts.scheme!r}")
+        if not parts.hostname and "host=" not in parts.query:
+            raise SettingsError(f"{name} has no host: {value!r}")
+        return value
+
+    def data_dir(self) -> Path:
+        return Path(self.text("MACHIAI_DATA_DIR", ".machiai")).resolve()
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+
+
+def secret_keys(env: Env, mode: Mode, data_dir: Path) -> tuple[str, ...]:
+    """Signing keys, newest first: ``MACHIAI_SECRET_KEYS`` or, in development, per data dir.
+
+    Production never falls back to a generated key: a missing secret stops the
+    start, because a key nobody chose is a key nobody rotates.
+    """
+    value = env.raw("MACHIAI_SECRET_KEYS")
+    if value is None:
+        if mode is Mode.PRODUCTION:
+            raise SettingsError(
+                "MACHIAI_SECRET_KEYS is required when MACHIAI_ENV=production "
+                "(comma-separated signing keys, newest first, each at least "
+                f"{MIN_SECRET_LENGTH} characters)"
+            )
+        return (dev_secret(data_dir, "signing_key"),)
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    if not keys:
+        raise SettingsError("MACHIAI_SECRET_KEYS is empty")
+    for index, key in enumerate(keys):
+        if len(key) < MIN_SECRET_LENGTH:
+            raise SettingsError(
+                f"MACHIAI_SECRET_KEYS key #{index + 1} is shorter than "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+    return keys
+
+
+def dev_secret(data_dir: Path, name: str) -> str:
+    """A random secret made once per data dir (development only): restarts keep tickets valid."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "dev-secrets.json"
+    # Both services may start at once: the lock makes the first writer's key the only one.
+    with open(data_dir / "dev-secrets.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored: dict[str, str] = json.loads(path.read_text("utf-8")) if path.exists() else {}
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(stored, fh)
+        return stored[name]
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """What every machiai process needs: where the data lives and how to sign."""
+
+    mode: Mode
+    data_dir: Path
+    redis_url: str
+    database_url: str
+    # Every Redis key starts with this, so several deployments (or test runs) share a server safely.
+    redis_prefix: str
+    secret_keys: tuple[str, ...]
+    # How long an admission pass may wait to be redeemed in booking, and a staff token lives.
+    pass_ttl_s: int
+    staff_token_ttl_s: int
+
+    @property
+    def production(self) -> bool:
+        return self.mode is Mode.PRODUCTION
+
+
+def core_settings(env: Env) -> CoreSettings:
+    mode = env.mode()
+    data_dir = env.data_dir()
+    redis_url = env.url("REDIS_URL", REDIS_SCHEMES)
+    if redis_url is None:
+        raise SettingsError(
+            "REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0); "
+            "`machiai run` starts an embedded Redis and sets it for you"
+        )
+    database_url = env.url("DATABASE_URL", POSTGRES_SCHEMES)
+    if database_url is None:
+        raise SettingsError(
+            "DATABASE_URL is not set (e.g. postgresql://user@127.0.0.1:5432/machiai); "
+            "`machiai run` starts an embedded Postgres and sets it for you"
+        )
+    prefix = env.text("MACHIAI_REDIS_PREFIX", "machiai:")
+    if "{" in prefix or "}" in prefix or len(prefix) > 64:
+        raise SettingsError(
+            "MACHIAI_REDIS_PREFIX must be at most 64 characters without braces "
+            "(braces would break Redis Cluster hash tags)"
+        )
+    return CoreSettings(
+        mode=mode,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        database_url=database_url,
+        redis_prefix=prefix,
+        secret_keys=secret_keys(env, mode, data_dir),
+        pass_ttl_s=env.integer("MACHIAI_PASS_TTL_S", 300, minimum=10, maximum=3600),
+        staff_token_ttl_s=env.integer(
+            "MACHIAI_STAFF_TOKEN_TTL_S", 8 * 3600, minimum=60, maximum=7 * 24 * 3600
+        ),
+    )

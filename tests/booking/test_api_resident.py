@@ -1,0 +1,282 @@
+"""The resident flow over HTTP: session → search → hold → confirm → my booking → cancel/change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from booking.settings import BookingSettings
+from machiai import keys as shared_keys
+from tests.booking.client import code, mint_pass, open_session, running
+from tests.booking.factory import BIRTH, World, make_slot, voucher
+
+
+async def test_resident_books_and_cancels(
+    settings: BookingSettings, db: asyncpg.Pool, world: World
+) -> None:
+    async with db.acquire() as conn:
+        slot = await make_slot(conn, world.clinic_id, world.event_id, 2)
+    async with running(settings) as (_, client):
+        auth = await open_session(client, settings, world.event_id, voucher(1), BIRTH.isoformat())
+        found = (await client.get("/api/slots", headers=auth)).json()["slots"]
+        assert [s["remaining"] for s in found if s["slot_id"] == slot] == [2]
+        r = await client.post("/api/holds", json={"slot_id": slot}, headers=auth)
+        assert r.status_code == 201, r.text
+        hold_id = r.json()["hold_id"]
+        assert r.json()["remaining"] == 1
+        idem = {**auth, "Idempotency-Key": "k-" + uuid.uuid4().hex}
+        first = await client.post("/api/bookings", json={"hold_id": hold_id}, headers=idem)
+        assert first.status_code == 201, first.text
+        again = await client.post("/api/bookings", json={"hold_id": hold_id}, headers=idem)
+        assert again.status_code == 201 and again.json() == first.json()
+        other = await client.post(
+            "/api/bookings", json={"hold_id": f"{slot}.{'0' * 32}"}, headers=idem
+        )
+        assert other.status_code == 422 and code(other) == "idempotency_key_reused"
+        booking = first.json()["booking"]
+        assert len(booking["confirmation_code"]) == 8 and booking["channel"] == "web"
+        mine = (await client.get("/api/bookings", headers=auth)).json()
+        assert [b["booking_id"] for b in mine["bookings"]] == [booking["booking_id"]]
+        assert mine["hold"] is None
+        # A second booking for the same dose is refused in Postgres.
+        r = await client.post("/api/holds", json={"slot_id": slot}, headers=auth)
+        dup = await client.post(
+            "/api/bookings", json={"hold_id": r.json()["hold_id"]}, headers=auth
+        )
+        assert dup.status_code == 409 and code(dup) == "already_booked"
+        cancel = await client.post(f"/api/bookings/{booking['booking_id']}/cancel", headers=auth)
+        assert cancel.status_code == 200 and cancel.json()["booking"]["status"] == "cancelled"
+        again_cancel = await client.post(
+            f"/api/bookings/{booking['booking_id']}/cancel", headers=auth
+        )
+        assert code(again_cancel) == "booking_state"
+        found = (await client.get("/api/slots", headers=auth)).json()["slots"]
+        assert [s["remaining"] for s in found if s["slot_id"] == slot] == [2]
+    assert await db.fetchval("SELECT booked FROM slots WHERE id = $1::uuid", slot) == 0
+    actions = [r["action"] for r in await db.fetch("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["booking.booking.confirmed", "booking.booking.cancelled"]
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 2
+
+
+async def test_pass_opens_one_session_and_identity_has_no_oracle(
+    settings: BookingSettings, world: World, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    async with running(settings) as (_, client):
+        token = mint_pass(settings, world.event_id)
+        refusals = []
+        for v, born in (
+            ("9999999999", BIRTH.isoformat()),  # unknown voucher
+            (voucher(2), "1960-01-01"),  # wrong birth date
+            (voucher(900_000), BIRTH.isoformat()),  # ineligible group
+        ):
+            r = await client.post(
+                "/api/sessions",
+                json={"pass": token, "voucher": v, "birth_date": born},
+                headers={"Accept-Language": "en"},
+            )
+            refusals.append((r.status_code, r.json()))
+        assert len({str(x) for x in refusals}) == 1 and refusals[0][0] == 403
+        assert refusals[0][1]["error"]["code"] == "identity_refused"
+        assert "verified" in refusals[0][1]["error"]["message"]
+        ok = await client.post(
+            "/api/sessions",
+            json={"pass": token, "voucher": voucher(2), "birth_date": BIRTH.isoformat()},
+        )
+        assert ok.status_code == 201
+        used = await client.post(
+            "/api/sessions",
+            json={"pass": token, "voucher": voucher(3), "birth_date": BIRTH.isoformat()},
+        )
+        assert used.status_code == 409 and code(used) == "pass_used"
+        assert "入場券" in used.json()["error"]["message"]
+        assert await redis.zcard(shared_keys.booking_sessions(redis_prefix, world.event_id)) == 1
+        bad = await client.post(
+            "/api/sessions",
+            json={"pass": token + "x", "voucher": voucher(3), "birth_date": BIRTH.isoformat()},
+        )
+        assert code(bad) == "pass_invalid"
+        auth = {"Authorization": f"Bearer {ok.json()['session']}"}
+        assert (await client.get("/api/bookings", headers=auth)).status_code == 200
+        assert (await client.delete("/api/sessions", headers=auth)).status_code == 200
+        ended = await client.get("/api/bookings", headers=auth)
+        assert ended.status_code == 401 and code(ended) == "session_expired"
+
+
+async def test_identity_attempts_are_throttled(settings: BookingSettings, world: World) -> None:
+    async with running(settings) as (_, client):
+        statuses = []
+        for _ in range(settings.throttle_voucher_limit + 1):
+            r = await client.post(
+                "/api/sessions",
+                json={
+                    "pass": mint_pass(settings, world.event_id),
+                    "voucher": voucher(4),
+                    "birth_date": "1999-01-01",
+                },
+            )
+            statuses.append(r.status_code)
+        assert statuses[-1] == 429 and int(r.headers["Retry-After"]) >= 1
+        assert statuses[:-1] == [403] * settings.throttle_voucher_limit
+        # Even the right birth date is refused while throttled: no guessing through it.
+        r = await client.post(
+            "/api/sessions",
+            json={
+                "pass": mint_pass(settings, world.event_id),
+                "voucher": voucher(4),
+                "birth_date": BIRTH.isoformat(),
+            },
+        )
+        assert r.status_code == 429
+        for _ in range(settings.throttle_client_limit):
+            r = await client.post(
+                "/api/sessions",
+                json={
+                    "pass": mint_pass(settings, world.event_id),
+                    "voucher": voucher(5),
+                    "birth_date": BIRTH.isoformat(),
+                },
+            )
+        assert r.status_code == 429 and code(r) == "too_many_attempts"
+
+
+async def test_client_throttle_trusts_forwarded_only_when_told(
+    settings: BookingSettings, world: World
+) -> None:
+    """Behind a load balancer residents differ only by X-Forwarded-For; a spoofed header
+    must not buy extra attempts from a service that was not told to trust it."""
+
+    async def attempts(s: BookingSettings, addresses: list[str]) -> list[int]:
+        async with running(s) as (_, client):
+            return [
+                (
+                    await client.post(
+                        "/api/staff/login",
+                        json={"login": "nobody", "password": "wrong"},
+                        headers={"X-Forwarded-For": f"{address}, 10.0.0.1"},
+                    )
+                ).status_code
+                for address in addresses
+            ]
+
+    small = replace(settings, throttle_client_limit=2)
+    spoofed = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+    assert await attempts(small, spoofed) == [401, 401, 429]
+    trusted = replace(small, trust_forwarded=True)
+    # Fresh addresses each get their own budget; one address still runs out of it.
+    assert await attempts(trusted, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) == [401] * 3
+    assert await attempts(trusted, ["203.0.113.9"] * 3) == [401, 401, 429]
+
+
+async def test_hold_rules_change_and_dose_rules(
+    settings: BookingSettings, db: asyncpg.Pool, world: World
+) -> None:
+    async with db.acquire() as conn:
+        a = await make_slot(conn, world.clinic_id, world.event_id, 3, days=2)
+        b = await make_slot(conn, world.clinic_id, world.event_id, 3, days=4)
+        dose2_soon = await make_slot(conn, world.clinic_id, world.event_id, 3, days=10, dose=2)
+        dose2_late = await make_slot(conn, world.clinic_id, world.event_id, 3, days=30, dose=2)
+        closed = await make_slot(conn, world.clinic_id, world.event_id, 3, closed=True)
+    async with running(settings) as (_, client):
+        auth = await open_session(client, settings, world.event_id, voucher(6), BIRTH.isoformat())
+        early = await client.post("/api/holds", json={"slot_id": dose2_late}, headers=auth)
+        rule = await client.post(
+            "/api/bookings", json={"hold_id": early.json()["hold_id"]}, headers=auth
+        )
+        assert code(rule) == "dose_rule"
+        assert code(await client.post("/api/holds", json={"slot_id": closed}, headers=auth)) == (
+            "slot_closed"
+        )
+        h1 = (await client.post("/api/holds", json={"slot_id": a}, headers=auth)).json()
+        exists = await client.post("/api/holds", json={"slot_id": b}, headers=auth)
+        assert code(exists) == "hold_exists"
+        assert exists.json()["error"]["detail"]["hold_id"] == h1["hold_id"]
+        first = await client.post("/api/bookings", json={"hold_id": h1["hold_id"]}, headers=auth)
+        booking_id = first.json()["booking"]["booking_id"]
+        soon = (await client.post("/api/holds", json={"slot_id": dose2_soon}, headers=auth)).json()
+        too_soon = await client.post(
+            "/api/bookings", json={"hold_id": soon["hold_id"]}, headers=auth
+        )
+        assert code(too_soon) == "dose_rule"
+        # Change: the new slot is held first, then one transaction moves the booking.
+        h2 = (await client.post("/api/holds", json={"slot_id": b}, headers=auth)).json()
+        moved = await client.post(
+            f"/api/bookings/{booking_id}/change", json={"hold_id": h2["hold_id"]}, headers=auth
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["booking"]["slot_id"] == b
+        late = (await client.post("/api/holds", json={"slot_id": dose2_late}, headers=auth)).json()
+        second = await client.post("/api/bookings", json={"hold_id": late["hold_id"]}, headers=auth)
+        assert second.status_code == 201 and second.json()["booking"]["dose_number"] == 2
+        first_booking = moved.json()["booking"]["booking_id"]
+        blocked = await client.post(f"/api/bookings/{first_booking}/cancel", headers=auth)
+        assert code(blocked) == "dose_rule"
+        h3 = (await client.post("/api/holds", json={"slot_id": a}, headers=auth)).json()
+        assert (await client.delete(f"/api/holds/{h3['hold_id']}", headers=auth)).status_code == 200
+        gone = await client.delete(f"/api/holds/{h3['hold_id']}", headers=auth)
+        assert code(gone) == "hold_expired"
+    rows = await db.fetch(
+        "SELECT slot_id::text, status::text FROM bookings WHERE voucher_number = $1 "
+        "ORDER BY created_at",
+        voucher(6),
+    )
+    assert [(r["slot_id"], r["status"]) for r in rows] == [
+        (a, "cancelled"),
+        (b, "confirmed"),
+        (dose2_late, "confirmed"),
+    ]
+    counts = {
+        r["id"]: r["booked"]
+        for r in await db.fetch(
+            "SELECT id::text, booked FROM slots WHERE id = ANY($1::uuid[])", [a, b, dose2_soon]
+        )
+    }
+    assert counts == {a: 0, b: 1, dose2_soon: 0}
+
+
+async def test_window_and_past_enforced_by_server(
+    settings: BookingSettings, db: asyncpg.Pool, world: World
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    async with db.acquire() as conn:
+        later = await make_slot(
+            conn, world.clinic_id, world.event_id, 3, publish_from=now + timedelta(days=1)
+        )
+        over = await make_slot(
+            conn,
+            world.clinic_id,
+            world.event_id,
+            3,
+            publish_from=now - timedelta(days=2),
+            publish_until=now - timedelta(days=1),
+        )
+        past = await make_slot(conn, world.clinic_id, world.event_id, 3, days=-1)
+    async with running(settings) as (_, client):
+        auth = await open_session(client, settings, world.event_id, voucher(7), BIRTH.isoformat())
+        for sid in (later, over, past):
+            r = await client.post("/api/holds", json={"slot_id": sid}, headers=auth)
+            assert r.status_code == 409 and code(r) == "slot_not_bookable", r.text
+        other_tenant = await client.post(
+            "/api/holds", json={"slot_id": str(uuid.uuid4())}, headers=auth
+        )
+        assert other_tenant.status_code == 404
+    assert await db.fetchval("SELECT count(*) FROM bookings") == 0
+
+
+async def test_session_ended_by_another_process_is_refused_after_recheck(
+    settings: BookingSettings, world: World, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    async with running(settings) as (app, client):
+        auth = await open_session(client, settings, world.event_id, voucher(12), BIRTH.isoformat())
+        assert (await client.get("/api/bookings", headers=auth)).status_code == 200
+        # Another booking process ends it: the shared ZSET loses the member.
+        await redis.delete(shared_keys.booking_sessions(redis_prefix, world.event_id))
+        # This process trusted the session for at most SESSION_RECHECK_S; when that lapses:
+        for session_id in list(app.state.ctx.live_sessions):
+            app.state.ctx.live_sessions[session_id] = 0.0
+        r = await client.get("/api/bookings", headers=auth)
+        assert r.status_code == 401 and code(r) == "session_expired"

@@ -1,0 +1,224 @@
+"""Stateful property test: hold / confirm / cancel / change / expire / Redis flush against a
+reference model. After every step Postgres, Redis and the model agree on every slot."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import asyncpg
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from booking import errors
+from booking.services.confirm import cancel_booking, confirm_booking
+from booking.services.context import Ctx, Resident, SlotCatalog
+from booking.services.hold import hold_slot
+from booking.settings import BookingSettings
+from booking.store import keys
+from booking.store.redis_store import RedisStore
+from tests.booking.factory import World, make_slot, make_world
+from tests.booking.helpers import web
+
+T = TypeVar("T")
+RESIDENTS = 4
+SLOTS = 3
+
+
+@dataclass
+class Model:
+    capacity: dict[str, int]
+    booked: dict[str, int] = field(default_factory=dict)
+    holds: dict[int, str] = field(default_factory=dict)  # resident -> slot
+    hold_ids: dict[int, str] = field(default_factory=dict)
+    bookings: dict[int, tuple[str, str]] = field(default_factory=dict)  # resident -> (id, slot)
+
+    def left(self, slot: str) -> int:
+        live = sum(1 for s in self.holds.values() if s == slot)
+        return self.capacity[slot] - self.booked.get(slot, 0) - live
+
+
+async def test_booking_matches_reference_model(env_vars: dict[str, str]) -> None:
+    # The machine's steps are synchronous: it runs on its own loop, in a worker thread.
+    await asyncio.to_thread(check_against_model, env_vars)
+
+
+def check_against_model(env_vars: dict[str, str]) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    def run(coro: Awaitable[T]) -> T:
+        return loop.run_until_complete(coro)
+
+    base = BookingSettings.from_env(env_vars)
+    pool: asyncpg.Pool = run(asyncpg.create_pool(base.core.database_url, min_size=1, max_size=4))
+    client = aioredis.Redis.from_url(base.core.redis_url)
+
+    async def seed() -> World:
+        async with pool.acquire() as conn:
+            return await make_world(conn, residents=0)
+
+    world = run(seed())
+    catalog = SlotCatalog(pool)
+
+    class BookingMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.prefix = f"m{uuid.uuid4().hex[:12]}:"
+            self.ctx = Ctx(base, RedisStore(client, self.prefix), pool, catalog)
+            self.run_id = uuid.uuid4().int % 10**9
+            caps = [1, 2, 3][:SLOTS]
+
+            async def slots() -> list[str]:
+                async with pool.acquire() as conn:
+                    return [await make_slot(conn, world.clinic_id, world.event_id, c) for c in caps]
+
+            self.slots = run(slots())
+            self.model = Model(capacity=dict(zip(self.slots, caps, strict=True)))
+            self.actor = web(world.municipality, world.event_id)
+
+        def teardown(self) -> None:
+            run(self._flush())
+
+        async def _flush(self) -> None:
+            found = [k async for k in client.scan_iter(match=self.prefix + "*", count=1000)]
+            if found:
+                await client.delete(*found)
+
+        def who(self, r: int) -> Resident:
+            return Resident(world.municipality, f"{self.run_id + r * 10**9 % 10**10:010d}"[-10:])
+
+        @rule(r=st.integers(0, RESIDENTS - 1), s=st.integers(0, SLOTS - 1))
+        def hold(self, r: int, s: int) -> None:
+            slot = self.slots[s]
+            m = self.model
+            try:
+                held = run(hold_slot(self.ctx, self.actor, self.who(r), slot))
+            except errors.HoldExists:
+                assert r in m.holds
+                return
+            except errors.SlotFull:
+                assert r not in m.holds and m.left(slot) <= 0
+                return
+            assert r not in m.holds and m.left(slot) > 0
+            assert held.left == m.left(slot) - 1
+            m.holds[r] = slot
+            m.hold_ids[r] = held.hold_id
+
+        @rule(r=st.integers(0, RESIDENTS - 1))
+        def confirm(self, r: int) -> None:
+            m = self.model
+            hold_id = m.hold_ids.get(r, "0" * 32)
+            try:
+                result = run(confirm_booking(self.ctx, self.actor, self.who(r), hold_id))
+            except errors.HoldExpired:
+                assert r not in m.holds
+                return
+            except errors.AlreadyBooked:
+                assert r in m.bookings
+                m.holds.pop(r)
+                return
+            assert r in m.holds and r not in m.bookings
+            slot = m.holds.pop(r)
+            m.booked[slot] = m.booked.get(slot, 0) + 1
+            m.bookings[r] = (result["booking"]["booking_id"], slot)
+
+        @rule(r=st.integers(0, RESIDENTS - 1))
+        def cancel(self, r: int) -> None:
+            m = self.model
+            booking_id = m.bookings[r][0] if r in m.bookings else str(uuid.uuid4())
+            who = self.who(r)
+            try:
+                run(cancel_booking(self.ctx, self.actor, booking_id, who.voucher))
+            except errors.NoBooking:
+                assert r not in m.bookings
+                return
+            _, slot = m.bookings.pop(r)
+            m.booked[slot] -= 1
+
+        @rule(r=st.integers(0, RESIDENTS - 1))
+        def change(self, r: int) -> None:
+            m = self.model
+            if r not in m.bookings or r not in m.holds:
+                return
+            booking_id, old = m.bookings[r]
+            try:
+                result = run(
+                    confirm_booking(
+                        self.ctx, self.actor, self.who(r), m.hold_ids[r], replaces=booking_id
+                    )
+                )
+            except errors.Conflict:
+                assert m.holds.pop(r) == old
+                return
+            new = m.holds.pop(r)
+            assert new != old
+            m.booked[old] -= 1
+            m.booked[new] = m.booked.get(new, 0) + 1
+            m.bookings[r] = (result["booking"]["booking_id"], new)
+
+        @rule(r=st.integers(0, RESIDENTS - 1))
+        def expire(self, r: int) -> None:
+            """Time passes for this resident's hold: its expiry is now in the past."""
+            m = self.model
+            if r not in m.holds:
+                return
+            slot = m.holds.pop(r)
+            hold_id = m.hold_ids.pop(r)
+            who = self.who(r)
+
+            member = f"{hold_id.partition('.')[2]}:{who.ref}"
+
+            async def lapse() -> None:
+                await client.zadd(keys.slot_holds(self.prefix, slot), {member: 1}, xx=True)
+                await client.delete(keys.resident_hold(self.prefix, who.municipality, who.voucher))
+
+            run(lapse())
+
+        @rule()
+        def flush(self) -> None:
+            """Redis loses everything: holds are gone; inventory comes back from Postgres."""
+            run(self._flush())
+            self.model.holds.clear()
+            self.model.hold_ids.clear()
+
+        @invariant()
+        def accounts_agree(self) -> None:
+            async def check() -> None:
+                rows = await pool.fetch(
+                    "SELECT s.id::text, s.capacity, s.booked, "
+                    "(SELECT count(*) FROM bookings b WHERE b.slot_id = s.id "
+                    " AND b.status = 'confirmed') AS active "
+                    "FROM slots s WHERE s.id = ANY($1::uuid[])",
+                    self.slots,
+                )
+                left = await self.ctx.redis.slot_left(self.slots)
+                for row in rows:
+                    sid = row["id"]
+                    assert row["booked"] == row["active"] == self.model.booked.get(sid, 0)
+                    assert row["booked"] <= row["capacity"]
+                    if left[sid] is not None:
+                        assert left[sid] == self.model.left(sid)
+
+            run(check())
+
+    try:
+        run_state_machine_as_test(
+            BookingMachine,
+            settings=settings(
+                max_examples=25,
+                stateful_step_count=30,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        run(pool.close())
+        run(client.aclose())
+        asyncio.set_event_loop(None)
+        loop.close()

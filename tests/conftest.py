@@ -1,0 +1,94 @@
+"""Session servers and per-test isolation: a fresh database and Redis key prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from machiai.config import CoreSettings, Env, core_settings
+from tests.servers import (
+    PostgresForTests,
+    delete_prefixed_keys,
+    postgres_for_tests,
+    redis_for_tests,
+    session_tmpdir,
+)
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    with session_tmpdir() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def redis_url(session_dir: Path) -> Iterator[str]:
+    with redis_for_tests(session_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres(session_dir: Path) -> Iterator[PostgresForTests]:
+    with postgres_for_tests(session_dir) as pg:
+        yield pg
+
+
+@pytest.fixture
+async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
+    """A migrated database of this test's own, dropped afterwards."""
+    name = await postgres.create_database()
+    try:
+        yield postgres.url_for(name)
+    finally:
+        await postgres.drop_database(name)
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """This test's own Redis key prefix; its keys are deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    delete_prefixed_keys(redis_url, prefix)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def env_vars(
+    redis_url: str, database_url: str, redis_prefix: str, tmp_path: Path
+) -> dict[str, str]:
+    """Environment for a service under test: its own database, prefix and data dir."""
+    return {
+        "MACHIAI_ENV": "development",
+        "MACHIAI_DATA_DIR": str(tmp_path / "data"),
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "MACHIAI_REDIS_PREFIX": redis_prefix,
+        "MACHIAI_SECRET_KEYS": "test-key-" + uuid.uuid4().hex + uuid.uuid4().hex,
+    }
+
+
+@pytest.fixture
+def core(env_vars: dict[str, str]) -> CoreSettings:
+    return core_settings(Env(env_vars))

@@ -1,0 +1,99 @@
+"""The judge must catch what it exists to catch: each invariant is shown failing once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from loadtests.judge import (
+    Verdict,
+    count_lost,
+    judge_database,
+    order_inversions,
+    per_minute,
+    server_errors,
+)
+from machiai.seed_demo import DEMO_EVENT, DEMO_MUNICIPALITY, seed_demo
+
+INSERT = """
+    INSERT INTO bookings (confirmation_code, slot_id, municipality_code, voucher_number,
+                          dose_number, vaccine_code, slot_starts_at, channel)
+    SELECT $1, id, $2, $3, 1, vaccine_code, starts_at, 'web' FROM slots WHERE id = $4
+"""
+
+
+async def _judge(conn: asyncpg.Connection) -> Verdict:
+    verdict = Verdict()
+    await judge_database(conn, DEMO_EVENT, verdict)
+    return verdict
+
+
+async def test_clean_database_holds(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await seed_demo(conn)
+        slot = await conn.fetchval("SELECT id FROM slots LIMIT 1")
+        await conn.execute(INSERT, "c1", DEMO_MUNICIPALITY, "1000000001", slot)
+        await conn.execute("UPDATE slots SET booked = 1 WHERE id = $1", slot)
+        verdict = await _judge(conn)
+        assert verdict.held
+        assert verdict.confirmed == 1
+        assert await count_lost(conn, ["c1"]) == 0
+        assert await count_lost(conn, ["c1", "never-stored"]) == 1
+    finally:
+        await conn.close()
+
+
+async def test_oversell_drift_and_doubles_are_caught(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await seed_demo(conn)
+        slot = await conn.fetchval("SELECT id FROM slots WHERE capacity = 4 LIMIT 1")
+        # Bypass the guards that normally make these impossible, to prove the judge sees them.
+        await conn.execute("DROP INDEX bookings_one_active_per_dose")
+        for i in range(5):
+            await conn.execute(INSERT, uuid.uuid4().hex, DEMO_MUNICIPALITY, f"{i:010d}", slot)
+        await conn.execute(INSERT, uuid.uuid4().hex, DEMO_MUNICIPALITY, f"{0:010d}", slot)
+        verdict = await _judge(conn)
+    finally:
+        await conn.close()
+    assert verdict.oversold_slots == 1
+    assert verdict.booked_counter_drift == 1
+    assert verdict.double_bookings == 1
+    assert not verdict.held
+
+
+def test_order_inversions() -> None:
+    fair = [
+        {"arrival_no": 1, "admitted_at": 10.0, "last_waiting_at": 9.0},
+        {"arrival_no": 2, "admitted_at": 11.0, "last_waiting_at": 10.5},
+        {"arrival_no": 3, "admitted_at": 11.2, "last_waiting_at": 11.1},
+    ]
+    assert order_inversions(fair, tolerance_s=0.5) == 0
+    unfair = [
+        {"arrival_no": 1, "admitted_at": 20.0, "last_waiting_at": 19.0},
+        {"arrival_no": 2, "admitted_at": 11.0, "last_waiting_at": 10.5},
+    ]
+    assert order_inversions(unfair, tolerance_s=0.5) == 1
+    # Within the snapshot tolerance it is not an inversion.
+    assert order_inversions(unfair, tolerance_s=10.0) == 0
+    # Pre-queue residents are shuffled among themselves by design.
+    shuffled = [{**j, "prequeue": True} for j in unfair]
+    assert order_inversions(shuffled, tolerance_s=0.5) == 0
+
+
+def test_per_minute() -> None:
+    assert per_minute([0.0, 10.0, 61.0, 200.0], start=0.0) == [2, 1, 0, 1]
+    assert per_minute([], start=0.0) == []
+
+
+def test_server_errors_are_summed_across_processes() -> None:
+    records: list[dict[str, Any]] = [
+        {"voucher": "1"},
+        {"server_errors": {"waitroom join": 2, "booking hold": 1}},
+        {"server_errors": {"waitroom join": 3}},
+    ]
+    assert server_errors(records) == {"waitroom join": 5, "booking hold": 1}
+    assert server_errors([{"voucher": "1"}]) == {}

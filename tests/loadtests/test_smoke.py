@@ -1,0 +1,40 @@
+"""The CI smoke load test: the whole system under a small surge, judged end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from loadtests.profiles import PROFILES
+
+
+def test_smoke_profile_holds(tmp_path: Path) -> None:
+    profile = PROFILES["smoke"]
+    result = subprocess.run(
+        [sys.executable, "-m", "machiai.cli", "loadtest", "smoke", "--report-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=profile.duration_s + 240,
+    )
+    reports = list(tmp_path.iterdir())
+    assert len(reports) == 1, result.stdout + result.stderr
+    verdict = json.loads((reports[0] / "verdict.json").read_text("utf-8"))
+    assert verdict["violations"] == {name: 0 for name in verdict["violations"]}, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    # A flow broken anywhere (join, enter, session, hold, confirm, staff lanes) fails here,
+    # rather than passing vacuously with nobody booked.
+    assert verdict["failed_requests"] == 0, (reports[0] / "locust_failures.csv").read_text()
+    assert verdict["admitted"] >= profile.residents * 0.9
+    # Every actor of the surge did its part: residents, operators, clinic staff, the admin.
+    for endpoint in (
+        "POST booking confirm",
+        "POST operator confirm",
+        "PATCH clinic change capacity",
+        "PATCH admin change rate",
+    ):
+        assert verdict["latency_ms"].get(endpoint, {}).get("requests", 0) > 0, endpoint
+    assert verdict["confirmed"] >= profile.capacity * 0.5
+    for name in ("summary.md", "summary.html", "locust.html", "line_length.png", "latency.png"):
+        assert (reports[0] / name).exists(), name

@@ -1,0 +1,175 @@
+"""Embedded servers and `machiai run`: real processes, real HTTP, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
+from tests.servers import session_tmpdir
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    with session_tmpdir() as path:
+        yield path / "data"
+
+
+def processes_using(path: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(path) in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+def wait_gone(pids: list[int], timeout_s: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [
+            p
+            for p in alive
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
+        time.sleep(0.05)
+    return alive
+
+
+def test_embedded_start_stop_leaves_no_process(data_dir: Path) -> None:
+    redis_server = EmbeddedRedis(data_dir / "redis").start()
+    postgres = EmbeddedPostgres(data_dir / "pg", tuning=PostgresTuning(fsync=False)).start()
+    pids = [redis_server.pid, postgres.pid]
+    assert all(p is not None and psutil.pid_exists(p) for p in pids)
+    children = [c.pid for c in psutil.Process(postgres.pid).children()]
+    assert children, "postgres should have started its background workers"
+    postgres.stop()
+    redis_server.stop()
+    postgres.stop()  # idempotent
+    assert wait_gone([p for p in pids if p is not None] + children) == []
+    assert processes_using(data_dir) == []
+
+
+def test_killed_parent_takes_its_servers_along(data_dir: Path) -> None:
+    """Even kill -9 of the owner leaves no orphan: the kernel's parent-death signal."""
+    script = (
+        "import sys, time, json\n"
+        "from pathlib import Path\n"
+        "from machiai.embedded import EmbeddedRedis, EmbeddedPostgres, PostgresTuning\n"
+        "d = Path(sys.argv[1])\n"
+        "r = EmbeddedRedis(d / 'redis').start()\n"
+        "p = EmbeddedPostgres(d / 'pg', tuning=PostgresTuning(fsync=False)).start()\n"
+        "print(json.dumps([r.pid, p.pid]), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script, str(data_dir)], stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout is not None
+        pids = json.loads(owner.stdout.readline())
+        assert all(psutil.pid_exists(p) for p in pids)
+    finally:
+        owner.kill()
+        owner.communicate()
+    assert wait_gone(pids) == []
+    assert wait_gone([p.pid for p in processes_using(data_dir)]) == []
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def _start_run(data_dir: Path, ports: tuple[int, int]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env.update(
+        MACHIAI_DATA_DIR=str(data_dir),
+        WAITROOM_PORT=str(ports[0]),
+        BOOKING_PORT=str(ports[1]),
+        MACHIAI_ENV="development",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "machiai.cli", "run"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_banner(process: subprocess.Popen[str]) -> list[str]:
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "machiai is running" in line:
+            return lines
+    raise AssertionError("machiai run did not start:\n" + "".join(lines))
+
+
+def test_machiai_run_serves_both_apps_and_stops_cleanly(data_dir: Path) -> None:
+    ports = (free_port(), free_port())
+    run = _start_run(data_dir, ports)
+    try:
+        _wait_banner(run)
+        for port, service in zip(ports, ("waitroom", "booking"), strict=True):
+            status, body = _get(f"http://127.0.0.1:{port}/health/ready")
+            assert status == 200
+            assert body == {
+                "status": "ok",
+                "service": service,
+                "checks": {"redis": "ok", "postgres": "ok"},
+            }
+        tree = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
+        assert len(tree) >= 4  # redis, postgres (+ workers), two uvicorns
+        # A second run on the same data dir is refused instead of corrupting it.
+        second = _start_run(data_dir, (free_port(), free_port()))
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert "already running" in out
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    assert run.returncode == 0
+    assert wait_gone(tree) == []
+    assert processes_using(data_dir) == []
+    assert not (data_dir / "run.json").exists()
+
+
+def test_data_survives_a_restart(data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env["MACHIAI_DATA_DIR"] = str(data_dir)
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "machiai.cli", "seed-demo"],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "336 slots, 1000 residents" in result.stdout
+    assert processes_using(data_dir) == []
+
+
+def test_cli_help_everywhere() -> None:
+    for args in ([], ["run"], ["migrate"], ["seed-demo"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "machiai.cli", *args, "--help"], capture_output=True, text=True
+        )
+        assert result.returncode == 0
+        assert "usage: machiai" in result.stdout

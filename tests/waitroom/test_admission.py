@@ -1,0 +1,255 @@
+"""Admission behaviours end to end: safety net, abandonment, one pass per ticket, sold out,
+pause, backpressure, rate limit."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import redis.asyncio as aioredis
+
+from machiai import keys as shared
+from tests.waitroom.conftest import (
+    AppFactory,
+    FakeClock,
+    add_event,
+    line_of,
+    running,
+    staff_token,
+    store_of,
+)
+from waitroom.tokens import Tokens
+
+JSON = {"accept": "application/json", "cookie": "x=1"}
+
+
+async def join(client: httpx.AsyncClient, event_id: str) -> dict[str, object]:
+    r = await client.post(f"/events/{event_id}/join", headers=JSON)
+    assert r.status_code == 201, r.text
+    body: dict[str, object] = r.json()
+    return body
+
+
+async def status(client: httpx.AsyncClient, event_id: str, ticket: object) -> dict[str, object]:
+    r = await client.get(f"/events/{event_id}/status", params={"t": str(ticket)})
+    assert r.status_code == 200, r.text
+    body: dict[str, object] = r.json()
+    return body
+
+
+async def enter(client: httpx.AsyncClient, event_id: str, ticket: object) -> httpx.Response:
+    return await client.post(
+        f"/events/{event_id}/enter", headers={**JSON, "x-machiai-ticket": str(ticket)}
+    )
+
+
+async def test_safety_net_empty_line_goes_straight_through(
+    db: asyncpg.Pool, make_app: AppFactory
+) -> None:
+    event_id = await add_event(db, rate=60, cap=10)
+    async with running(make_app()) as client:
+        first = await join(client, event_id)
+        assert first["state"] == "admitted" and first["enter_url"] == f"/events/{event_id}/enter"
+        r = await client.get(
+            f"/events/{event_id}/enter", params={"t": str(first["ticket"])}, follow_redirects=False
+        )
+        assert r.status_code == 303 and "/enter?pass=" in r.headers["location"]
+        # The bucket's one second is spent: the next one waits its turn, first in line.
+        second = await join(client, event_id)
+        assert second["state"] == "waiting" and second["position"] == 1
+
+
+async def test_abandoned_turn_frees_its_place_and_expires_after_grace(
+    db: asyncpg.Pool, make_app: AppFactory, clock: FakeClock
+) -> None:
+    event_id = await add_event(db, rate=60, cap=1)
+    app = make_app(hold_s=30, grace_s=600)
+    async with running(app) as client:
+        away = await join(client, event_id)  # admitted at once, then the phone locks
+        assert away["state"] == "admitted"
+        waiting = await join(client, event_id)
+        clock.advance(10)
+        snap = await line_of(app).refresh(event_id)
+        assert (
+            snap.live.active == 1
+            and (await status(client, event_id, waiting["ticket"]))["state"] == "waiting"
+        )
+        # After the hold the abandoned turn no longer counts: the line moves on.
+        clock.advance(25)
+        snap = await line_of(app).refresh(event_id)
+        assert (await status(client, event_id, waiting["ticket"]))["state"] == "admitted"
+        # Back within the grace period: still allowed in.
+        clock.advance(60)
+        await line_of(app).refresh(event_id)
+        back = await status(client, event_id, away["ticket"])
+        assert back["state"] == "admitted" and 0 < int(str(back["enter_within_s"])) <= 600
+        assert (await enter(client, event_id, away["ticket"])).status_code == 200
+        # Past the grace period: the turn is gone.
+        late = await join(client, event_id)
+        clock.advance(700)
+        for _ in range(3):
+            clock.advance(35)
+            await line_of(app).refresh(event_id)
+        assert (await status(client, event_id, late["ticket"]))["state"] == "admitted"
+        clock.advance(601)
+        await line_of(app).refresh(event_id)
+        assert (await status(client, event_id, late["ticket"]))["state"] == "expired"
+        gone = await enter(client, event_id, late["ticket"])
+        assert gone.status_code == 410 and gone.json()["error"]["code"] == "turn_expired"
+
+
+async def test_one_live_pass_per_ticket_and_used_pass_refused(
+    db: asyncpg.Pool, make_app: AppFactory, redis: aioredis.Redis, tokens: Tokens
+) -> None:
+    event_id = await add_event(db)
+    app = make_app()
+    async with running(app) as client:
+        resident = await join(client, event_id)
+        passes = {
+            (await enter(client, event_id, resident["ticket"])).json()["pass"] for _ in range(5)
+        }
+        assert len(passes) == 1
+        [token] = passes
+        # Booking redeems the pass (ZADD NX used_passes): the ticket cannot mint another.
+        admission = tokens.load_pass(token, 300, event_id)
+        used = shared.used_passes(store_of(app).prefix, event_id)
+        await redis.zadd(used, {admission.pass_id: 1}, nx=True)
+        again = await enter(client, event_id, resident["ticket"])
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_entered"
+        early = await join(client, event_id)
+        refused = await enter(client, event_id, early["ticket"])
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_admitted_yet"
+
+
+async def test_sold_out_tells_everyone_and_standby_resumes_in_order(
+    db: asyncpg.Pool, make_app: AppFactory, clock: FakeClock, redis: aioredis.Redis
+) -> None:
+    event_id = await add_event(db, rate=60, cap=100)
+    app = make_app()
+    inventory = shared.event_inventory(app.state.settings.core.redis_prefix, event_id)
+    await redis.hset(inventory, mapping={"remaining": 3, "updated_ms": clock.now})
+    async with running(app) as client:
+        line = [await join(client, event_id) for _ in range(6)]
+        first = await status(client, event_id, line[3]["ticket"])
+        assert first["slots_left"] == 3 and first["state"] == "waiting"
+        await redis.hset(inventory, mapping={"remaining": 0, "updated_ms": clock.now})
+        admitted_before = (await line_of(app).refresh(event_id)).live.admitted
+        for _ in range(5):
+            clock.advance(1)
+            snap = await line_of(app).refresh(event_id)
+        assert snap.live.admitted == admitted_before  # admission stopped
+        told = [await status(client, event_id, r["ticket"]) for r in line[admitted_before:]]
+        assert {t["state"] for t in told} == {"sold_out"} and {t["slots_left"] for t in told} == {0}
+        assert [t["position"] for t in told] == list(range(1, len(told) + 1))
+        # A clinic adds slots: the same order resumes.
+        await redis.hset(inventory, mapping={"remaining": 2, "updated_ms": clock.now})
+        clock.advance(1)
+        snap = await line_of(app).refresh(event_id)
+        assert snap.live.admitted == admitted_before + 1
+        assert (await status(client, event_id, line[admitted_before]["ticket"]))[
+            "state"
+        ] == "admitted"
+        assert (await status(client, event_id, line[admitted_before + 1]["ticket"]))[
+            "position"
+        ] == 1
+
+
+async def test_pause_and_resume_by_admin_are_live_and_audited(
+    db: asyncpg.Pool, make_app: AppFactory, clock: FakeClock, tokens: Tokens
+) -> None:
+    event_id = await add_event(db, rate=60, cap=100)
+    app = make_app()
+    auth = {"authorization": f"Bearer {staff_token(tokens)}"}
+    async with running(app) as client:
+        line = [await join(client, event_id) for _ in range(5)]
+        r = await client.post(f"/admin/events/{event_id}/pause", headers=auth)
+        assert r.status_code == 200 and r.json()["event"]["state"] == "paused"
+        snap = await line_of(app).refresh(event_id)
+        before = snap.live.admitted
+        for _ in range(5):
+            clock.advance(1)
+            snap = await line_of(app).refresh(event_id)
+        assert snap.live.admitted == before
+        paused = await status(client, event_id, line[-1]["ticket"])
+        assert paused["state"] == "paused" and paused["position"] == 5 - before
+        again = await client.post(f"/admin/events/{event_id}/pause", headers=auth)
+        assert again.status_code == 409 and again.json()["error"]["code"] == "invalid_state_change"
+        assert (
+            await client.post(f"/admin/events/{event_id}/resume", headers=auth)
+        ).status_code == 200
+        clock.advance(1)
+        snap = await line_of(app).refresh(event_id)
+        assert snap.live.admitted == before + 1
+        closed = await client.post(f"/admin/events/{event_id}/close", headers=auth)
+        assert closed.json()["event"]["state"] == "closed"
+        assert (await status(client, event_id, line[-1]["ticket"]))["state"] == "closed"
+        refused = await client.post(f"/events/{event_id}/join", headers=JSON)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "event_closed"
+    rows = await db.fetch(
+        "SELECT action, actor_id, before->>'state' AS b, after->>'state' AS a FROM audit_log "
+        "WHERE target = $1 ORDER BY id",
+        event_id,
+    )
+    assert [(r["action"], r["b"], r["a"]) for r in rows] == [
+        ("waitroom.event.paused", "open", "paused"),
+        ("waitroom.event.resumed", "paused", "open"),
+        ("waitroom.event.closed", "open", "closed"),
+    ]
+    assert {r["actor_id"] for r in rows} == {"staff-1"}
+
+
+async def test_backpressure_slows_admission_and_recovers_within_rate(
+    db: asyncpg.Pool, make_app: AppFactory, clock: FakeClock, redis: aioredis.Redis
+) -> None:
+    rate = 600  # 10 per second
+    event_id = await add_event(db, rate=rate, cap=100_000)
+    app = make_app(target_p95_ms=500, recover_per_s=0.1)
+    load = shared.booking_load(app.state.settings.core.redis_prefix, event_id)
+    async with running(app) as client:
+        for _ in range(400):
+            await join(client, event_id)
+
+        async def admitted_over(seconds: int, p95_ms: int) -> list[int]:
+            per_second = []
+            for _ in range(seconds):
+                await redis.hset(load, mapping={"p95_ms": p95_ms, "updated_ms": clock.now})
+                before = line_of(app).cached(event_id) or await line_of(app).refresh(event_id)
+                clock.advance(1)
+                after = await line_of(app).refresh(event_id)
+                per_second.append(after.live.admitted - before.live.admitted)
+            return per_second
+
+        healthy = await admitted_over(5, 100)
+        degraded = await admitted_over(10, 2000)  # 4x the target: a quarter of the rate
+        healed = await admitted_over(10, 100)
+        assert healthy == [10] * 5
+        assert sum(degraded[2:]) <= 8 * 3  # about 2.5 per second once slowed
+        assert all(n <= 10 for n in healed)  # never above the configured rate
+        assert healed[0] < healed[-1] == 10  # recovers gradually, then fully
+
+
+async def test_joins_are_rate_limited_per_client(db: asyncpg.Pool, make_app: AppFactory) -> None:
+    event_id = await add_event(db)
+    async with running(make_app(join_per_minute=6, join_burst=2)) as client:
+        assert (await client.post(f"/events/{event_id}/join", headers=JSON)).status_code == 201
+        assert (await client.post(f"/events/{event_id}/join", headers=JSON)).status_code == 201
+        r = await client.post(f"/events/{event_id}/join", headers=JSON)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_requests"
+        assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_join_limit_per_forwarded_client_behind_a_proxy(
+    db: asyncpg.Pool, make_app: AppFactory
+) -> None:
+    event_id = await add_event(db)
+    app = make_app(join_per_minute=6, join_burst=1, trust_forwarded=True)
+    async with running(app) as client:
+
+        async def join_from(address: str) -> int:
+            r = await client.post(
+                f"/events/{event_id}/join",
+                headers={**JSON, "x-forwarded-for": f"{address}, 10.0.0.1"},
+            )
+            return r.status_code
+
+        assert [await join_from("192.0.2.1"), await join_from("192.0.2.2")] == [201, 201]
+        assert await join_from("192.0.2.1") == 429

@@ -1,0 +1,1 @@
+"""The waiting room: join → wait → admit. Signed tickets in arrival order, controlled admission."""

@@ -1,0 +1,101 @@
+"""The waitroom ASGI app: routes and the lifespan that opens Redis, Postgres and the refresher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from machiai.errors import EXCEPTION_HANDLERS
+from machiai.health import health_routes
+from waitroom.services.admit_next import Clock, Line, redis_clock
+from waitroom.services.join_line import ClientLimiter, JoinBatcher
+from waitroom.settings import WaitroomSettings
+from waitroom.store import pg_store
+from waitroom.store.redis_store import EventConfig, RedisStore
+from waitroom.tokens import Tokens
+from waitroom.web import admin
+from waitroom.web.common import Waitroom
+from waitroom.web.enter import enter
+from waitroom.web.hot import HotPaths
+from waitroom.web.join import join
+from waitroom.web.page import page
+from waitroom.web.status import status
+
+
+def create_app(
+    settings: WaitroomSettings, *, clock: Clock = redis_clock, refresher: bool = True
+) -> Starlette:
+    """The waitroom. ``clock`` (unix ms) is for tests only; ``refresher=False`` lets a test
+    drive admission itself through ``app.state.waitroom.line.refresh``."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(
+            settings.core.redis_url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+        )
+        pool = await asyncpg.create_pool(settings.core.database_url, min_size=1, max_size=5)
+        store = RedisStore(client, settings.core.redis_prefix, settings.redis_timeout_s)
+
+        async def load_config(event_id: str) -> EventConfig | None:
+            return await pg_store.load_config(pool, event_id)
+
+        async def record_state(event_id: str, old: str, new: str) -> None:
+            await pg_store.record_clock_state(pool, event_id, old, new)
+
+        line = Line(store, load_config, settings, clock, record_state)
+        batcher = JoinBatcher(
+            store,
+            line,
+            linger_ms=settings.join_linger_ms,
+            max_batch=settings.join_batch_max,
+            clock=clock,
+        )
+        app.state.redis, app.state.db = client, pool
+        app.state.waitroom = Waitroom(
+            settings=settings,
+            store=store,
+            line=line,
+            batcher=batcher,
+            limiter=ClientLimiter(settings.join_per_minute, settings.join_burst),
+            tokens=Tokens(settings.core.secret_keys),
+            clock=clock,
+        )
+        if refresher:
+            line.start()
+        try:
+            yield
+        finally:
+            await line.stop()
+            await batcher.close()
+            await pool.close()
+            await client.aclose()
+
+    routes = [  # the hot paths first: routes are matched in order
+        Route("/events/{event_id}/status", status, methods=["GET"]),
+        Route("/events/{event_id}/join", join, methods=["POST"]),
+        Route("/events/{event_id}/wait", page, methods=["GET"]),
+        Route("/events/{event_id}/enter", enter, methods=["GET", "POST"]),
+        *health_routes("waitroom"),
+        *admin.routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(HotPaths)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory``: settings come from the environment."""
+    return create_app(WaitroomSettings.from_env())

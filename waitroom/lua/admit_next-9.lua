@@ -1,0 +1,157 @@
+--[[
+  admit_next-9: advance one event's admission counter, and report its live state.
+
+  Any waitroom process may call it (leaderless); Redis TIME is the clock. It
+  opens the event at opens_at (freezing the pre-queue), closes it at
+  closes_at, then admits
+      n = min(rate budget, max_active - active, residents waiting)
+  where the rate budget is a token bucket filled at rate * factor per minute
+  (factor < 1 while booking reports it is slow; at most one second of budget
+  is banked), and
+
+      active = live booking sessions                       (KEYS[3], score = expiry ms)
+             + admitted in the last hold_ms with no pass yet (batches - KEYS[7])
+             + passes issued, neither redeemed nor expired   (KEYS[8] minus KEYS[4])
+
+  so an abandoned turn frees its place after hold_ms and never stalls the line.
+  Nothing is admitted while paused, closed, before opening, or when booking's
+  inventory (KEYS[5] "remaining") is 0. Admission batches are recorded as
+  (second -> counter after it), one entry per second, kept for retention_s.
+
+  KEYS[1] event hash          KEYS[2] batches zset (score second, member counter)
+  KEYS[3] booking sessions    KEYS[4] used passes       KEYS[5] inventory hash
+  KEYS[6] booking load hash   KEYS[7] issued zset (ticket id -> admission ms)
+  KEYS[8] passes zset ("pass id|ticket id" -> expiry ms)
+  KEYS[9] entered zset (ticket id -> ms its pass was seen redeemed; kept retention_s)
+
+  ARGV[1] now_ms override ('' = Redis TIME)   ARGV[2] shuffle seed (hex), if opening now
+  ARGV[3] hold_ms          ARGV[4] retention_s        ARGV[5] return batches from this second on
+  ARGV[6] target p95 ms    ARGV[7] factor recovery per second (e.g. 0.05)
+  ARGV[8] load report stale after ms
+
+  Returns  {0, {field, value, ...}, {second, counter, ...}}
+          -1 NOT_LOADED
+]]
+local event_key, batches_key, sessions_key, used_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local inventory_key, load_key, issued_key, passes_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local entered_key = KEYS[9]
+
+local now_ms
+if ARGV[1] ~= '' then
+  now_ms = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local hold_ms = tonumber(ARGV[3])
+local retention_s = tonumber(ARGV[4])
+local since_s = tonumber(ARGV[5])
+local target_p95 = tonumber(ARGV[6])
+local recover = tonumber(ARGV[7])
+local stale_ms = tonumber(ARGV[8])
+
+local h = redis.call('HMGET', event_key, 'loaded', 'state', 'rate', 'cap', 'prequeue_at_ms',
+  'opens_at_ms', 'closes_at_ms', 'admitted', 'arrivals', 'prequeue', 'n_pre', 'seed', 'tokens',
+  'bucket_ms', 'factor', 'factor_ms', 'floor', 'opened_ms')
+if h[1] == false then return -1 end
+local state, rate, cap = h[2], tonumber(h[3]), tonumber(h[4])
+local prequeue_at, opens_at, closes_at = tonumber(h[5]), tonumber(h[6]), tonumber(h[7])
+local admitted, arrivals, prequeue = tonumber(h[8]), tonumber(h[9]), tonumber(h[10])
+local n_pre, seed, opened_ms = h[11], h[12], h[18]
+-- A new bucket starts full: the first second's budget is there at opening.
+local tokens, bucket_ms = tonumber(h[13] or '1e18'), tonumber(h[14] or now_ms)
+local factor, factor_ms = tonumber(h[15] or '1'), tonumber(h[16] or now_ms)
+local floor = tonumber(h[17])
+
+-- Clock-driven transitions.
+if state ~= 'closed' and now_ms >= closes_at then
+  state = 'closed'
+  redis.call('HSET', event_key, 'state', state)
+end
+if n_pre == false and state ~= 'closed' and now_ms >= opens_at then
+  n_pre = tostring(prequeue)
+  seed = ARGV[2]
+  opened_ms = tostring(now_ms)
+  redis.call('HSET', event_key, 'n_pre', n_pre, 'seed', seed, 'opened_ms', opened_ms)
+  if state == 'scheduled' or state == 'prequeue' then state = 'open' end
+  redis.call('HSET', event_key, 'state', state)
+elseif state == 'scheduled' and now_ms >= prequeue_at then
+  state = 'prequeue'
+  redis.call('HSET', event_key, 'state', state)
+end
+
+-- Backpressure: booking's p95 above target lowers the factor at once; recovery is gradual.
+local target_factor = 1
+local load = redis.call('HMGET', load_key, 'p95_ms', 'updated_ms')
+local p95, load_ms = tonumber(load[1] or ''), tonumber(load[2] or '')
+if p95 ~= nil and load_ms ~= nil and now_ms - load_ms <= stale_ms and p95 > target_p95 then
+  target_factor = math.max(0.05, target_p95 / p95)
+end
+local dt_s = math.max(0, now_ms - factor_ms) / 1000
+factor = math.min(target_factor, factor + recover * dt_s, 1)
+
+-- Token bucket at the effective rate; at most one second of budget is banked.
+local per_ms = rate * factor / 60000
+local burst = math.max(1, rate * factor / 60)
+tokens = math.min(burst, tokens + math.max(0, now_ms - bucket_ms) * per_ms)
+
+-- Active residents.
+redis.call('ZREMRANGEBYSCORE', sessions_key, '-inf', now_ms)
+local sessions = redis.call('ZCARD', sessions_key)
+local boundary_s = math.floor((now_ms - hold_ms) / 1000)
+local before = redis.call('ZREVRANGEBYSCORE', batches_key, boundary_s, '-inf', 'LIMIT', 0, 1)
+local counter_at_boundary = floor
+if before[1] then counter_at_boundary = tonumber(before[1]) end
+redis.call('ZREMRANGEBYSCORE', issued_key, '-inf', now_ms - hold_ms)
+local fresh = math.max(0, (admitted - counter_at_boundary) - redis.call('ZCARD', issued_key))
+redis.call('ZREMRANGEBYSCORE', passes_key, '-inf', now_ms)
+local outstanding = 0
+for _, member in ipairs(redis.call('ZRANGE', passes_key, 0, -1)) do
+  local pass_id, ticket_id = string.match(member, '^([^|]+)|(.+)$')
+  if redis.call('ZSCORE', used_key, pass_id) then
+    -- Redeemed: remembered per ticket (booking forgets used passes after a while).
+    redis.call('ZREM', passes_key, member)
+    redis.call('ZADD', entered_key, now_ms, ticket_id)
+  else
+    outstanding = outstanding + 1
+  end
+end
+redis.call('ZREMRANGEBYSCORE', entered_key, '-inf', now_ms - retention_s * 1000)
+local active = sessions + fresh + outstanding
+
+local remaining = tonumber(redis.call('HGET', inventory_key, 'remaining') or '')
+local sold_out = remaining ~= nil and remaining <= 0
+
+local admit = 0
+if state == 'open' and n_pre ~= false and not sold_out then
+  local waiting = tonumber(n_pre) + arrivals - admitted
+  admit = math.max(0, math.min(math.floor(tokens), cap - active, waiting))
+end
+if admit > 0 then
+  admitted = admitted + admit
+  tokens = tokens - admit
+  fresh = fresh + admit
+  active = active + admit
+  local now_s = math.floor(now_ms / 1000)
+  local last = redis.call('ZREVRANGE', batches_key, 0, 0, 'WITHSCORES')
+  if last[1] and tonumber(last[2]) == now_s then redis.call('ZREM', batches_key, last[1]) end
+  redis.call('ZADD', batches_key, now_s, admitted)
+  local old = redis.call('ZRANGEBYSCORE', batches_key, '-inf', now_s - retention_s)
+  if #old > 0 then
+    floor = tonumber(old[#old])
+    redis.call('ZREMRANGEBYSCORE', batches_key, '-inf', now_s - retention_s)
+  end
+end
+redis.call('HSET', event_key, 'admitted', admitted, 'tokens', tostring(tokens),
+  'bucket_ms', now_ms, 'factor', tostring(factor), 'factor_ms', now_ms, 'floor', floor)
+
+local fields = {
+  'state', state, 'rate', rate, 'cap', cap, 'admitted', admitted, 'arrivals', arrivals,
+  'prequeue', prequeue, 'n_pre', n_pre or '', 'seed', seed or '', 'opened_ms', opened_ms or '',
+  'prequeue_at_ms', prequeue_at, 'opens_at_ms', opens_at, 'closes_at_ms', closes_at,
+  'remaining', remaining == nil and '' or tostring(remaining), 'active', active,
+  'sessions', sessions, 'fresh', fresh, 'outstanding', outstanding,
+  'factor', tostring(factor), 'floor', floor, 'now_ms', now_ms, 'admitted_now', admit,
+}
+local batches = redis.call('ZRANGEBYSCORE', batches_key, since_s, '+inf', 'WITHSCORES')
+return {0, fields, batches}

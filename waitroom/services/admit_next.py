@@ -1,0 +1,327 @@
+"""Admission and the per-process snapshot of every live event's line.
+
+Each process keeps, per event, the state admit_next-9.lua last returned. A
+background task calls that script for every event in use a few times a second:
+one round trip per event per refresh advances admission (leaderless: any
+process may) *and* refreshes the snapshot that every status poll of this
+process reads — so polls cost no Redis round trip at all. An event is loaded
+from Postgres into Redis on first use (and again if Redis lost it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from waitroom.errors import EventNotFound, ScriptError, StoreUnavailable
+from waitroom.settings import WaitroomSettings
+from waitroom.store.redis_store import EventConfig, LiveState, RedisStore, ScriptRefused
+
+log = logging.getLogger(__name__)
+
+# Tests inject time here (Redis TIME otherwise): a callable giving unix ms, or None.
+Clock = Callable[[], int | None]
+ConfigLoader = Callable[[str], Awaitable[EventConfig | None]]
+# Writes a clock-driven state change (event id, old state, new state) back to Postgres.
+StateRecorder = Callable[[str, str, str], Awaitable[None]]
+CLOCK_STATES = ("prequeue", "open", "closed")
+IDLE_EVENT_S = 600.0
+UNKNOWN_EVENT_CACHE_S = 5.0
+RATE_WINDOW_S = 60
+MAX_UNKNOWN_EVENTS = 10_000
+COLD_LOADS_PER_S = 20.0
+COLD_LOADS_BURST = 50.0
+
+
+def redis_clock() -> int | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An event's line as seen by this process at ``fetched_mono`` (time.monotonic())."""
+
+    event_id: str
+    municipality: str
+    name_ja: str
+    name_en: str
+    live: LiveState
+    # (second, admitted counter after it), ascending, covering the retention window.
+    batches: tuple[tuple[int, int], ...]
+    fetched_mono: float
+    achieved_per_min: float
+
+    def age_s(self) -> float:
+        return time.monotonic() - self.fetched_mono
+
+    def now_ms(self, clock: Clock) -> int:
+        """Redis time now, extrapolated from the refresh (or the injected test clock)."""
+        given = clock()
+        if given is not None:
+            return given
+        return self.live.now_ms + int((time.monotonic() - self.fetched_mono) * 1000)
+
+    def admitted_at_s(self, index: int) -> int | None:
+        """The Redis second when line index ``index`` was admitted; None if before retention."""
+        if index < self.live.floor:
+            return None
+        counters = [c for _, c in self.batches]
+        pos = bisect.bisect_right(counters, index)
+        return self.batches[pos][0] if pos < len(self.batches) else None
+
+    @property
+    def sold_out(self) -> bool:
+        return self.live.remaining is not None and self.live.remaining <= 0
+
+
+def _achieved_per_min(live: LiveState, batches: tuple[tuple[int, int], ...]) -> float:
+    """Residents admitted per minute over the last minute (since opening if sooner)."""
+    if live.opened_ms is None:
+        return 0.0
+    now_s = live.now_ms // 1000
+    window_s = min(RATE_WINDOW_S, max(1, now_s - live.opened_ms // 1000))
+    seconds = [s for s, _ in batches]
+    pos = bisect.bisect_right(seconds, now_s - window_s)
+    # Before the oldest batch kept, the counter was at most the floor (the last one pruned).
+    counter_then = batches[pos - 1][1] if pos > 0 else live.floor
+    return max(0, live.admitted - counter_then) * 60.0 / window_s
+
+
+@dataclass
+class _EventEntry:
+    config: EventConfig
+    snapshot: Snapshot | None = None
+    since_s: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    kick: asyncio.Future[Snapshot] | None = None
+    # The state last written back to Postgres (clock-driven changes: opened, closed).
+    recorded_state: str = ""
+
+
+class Line:
+    """Snapshots of live events, the refresher that advances admission, and on-demand loading."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        load_config: ConfigLoader,
+        settings: WaitroomSettings,
+        clock: Clock = redis_clock,
+        record_state: StateRecorder | None = None,
+    ) -> None:
+        self.store = store
+        self.load_config = load_config
+        self.record_state = record_state
+        self._recording: set[asyncio.Task[None]] = set()
+        self.settings = settings
+        self.clock = clock
+        self._events: dict[str, _EventEntry] = {}
+        self._unknown: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Future[_EventEntry]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._kicks: set[asyncio.Future[None]] = set()
+        self._failing: set[str] = set()
+        # Postgres lookups of events this process does not know: a bucket against floods of
+        # made-up event ids (a real new event is looked up once per process).
+        self._cold_tokens = COLD_LOADS_BURST
+        self._cold_at = time.monotonic()
+
+    # -- snapshots -----------------------------------------------------------------------
+    async def snapshot(self, event_id: str) -> Snapshot:
+        """The event's current snapshot; loads the event on first use. Raises EventNotFound."""
+        entry = self._events.get(event_id)
+        if entry is not None and entry.snapshot is not None:
+            entry.last_used = time.monotonic()
+            return entry.snapshot
+        entry = await self._entry(event_id)
+        if entry.snapshot is None:
+            return await self.kick(event_id)  # the first look: one shared round trip
+        return entry.snapshot
+
+    def cached(self, event_id: str) -> Snapshot | None:
+        entry = self._events.get(event_id)
+        return entry.snapshot if entry is not None else None
+
+    async def _entry(self, event_id: str) -> _EventEntry:
+        entry = self._events.get(event_id)
+        if entry is not None:
+            return entry
+        until = self._unknown.get(event_id)
+        if until is not None and until > time.monotonic():
+            raise EventNotFound()
+        pending = self._loading.get(event_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        self._take_cold_load()
+        future: asyncio.Future[_EventEntry] = asyncio.get_running_loop().create_future()
+        self._loading[event_id] = future
+        try:
+            config = await self.load_config(event_id)
+            if config is None:
+                if len(self._unknown) >= MAX_UNKNOWN_EVENTS:
+                    now = time.monotonic()
+                    self._unknown = {k: v for k, v in self._unknown.items() if v > now}
+                self._unknown[event_id] = time.monotonic() + UNKNOWN_EVENT_CACHE_S
+                raise EventNotFound()
+            await self.store.load_event(config)
+            entry = self._events.setdefault(event_id, _EventEntry(config))
+            future.set_result(entry)
+            return entry
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._loading[event_id]
+
+    def _take_cold_load(self) -> None:
+        now = time.monotonic()
+        self._cold_tokens = min(
+            COLD_LOADS_BURST, self._cold_tokens + (now - self._cold_at) * COLD_LOADS_PER_S
+        )
+        self._cold_at = now
+        if self._cold_tokens < 1:
+            raise StoreUnavailable()  # busy: retry shortly (nothing was looked up)
+        self._cold_tokens -= 1
+
+    def forget(self, event_id: str) -> None:
+        """Drop the cached configuration (an admin changed it); the next use reloads."""
+        self._events.pop(event_id, None)
+        self._unknown.pop(event_id, None)
+
+    # -- admission -------------------------------------------------------------------------
+    async def refresh(self, event_id: str) -> Snapshot:
+        """One admit_next round trip for this event: admit what may be admitted, re-snapshot."""
+        entry = await self._entry(event_id)
+        s = self.settings
+        try:
+            live = await self.store.admit_next(
+                event_id,
+                seed_hex=secrets.token_hex(16),
+                hold_ms=s.hold_s * 1000,
+                retention_s=s.retention_s,
+                since_s=entry.since_s,
+                target_p95_ms=s.target_p95_ms,
+                recover_per_s=s.recover_per_s,
+                load_stale_ms=s.load_stale_s * 1000,
+                now_ms=self.clock(),
+            )
+        except ScriptRefused as refused:
+            if refused.code is not ScriptError.NOT_LOADED:
+                raise
+            # Redis lost the event (flush, new server): reload it from Postgres once.
+            self.forget(event_id)
+            entry = await self._entry(event_id)
+            return await self.refresh(event_id)
+        old = entry.snapshot.batches if entry.snapshot is not None else ()
+        keep_from_s = live.now_ms // 1000 - s.retention_s
+        merged = [b for b in old if b[0] < entry.since_s and b[0] > keep_from_s]
+        merged.extend(live.batches)
+        batches = tuple(merged)
+        entry.since_s = batches[-1][0] if batches else 0
+        cfg = entry.config
+        snapshot = Snapshot(
+            event_id=event_id,
+            municipality=cfg.municipality,
+            name_ja=cfg.name_ja,
+            name_en=cfg.name_en,
+            live=live,
+            batches=batches,
+            fetched_mono=time.monotonic(),
+            achieved_per_min=_achieved_per_min(live, batches),
+        )
+        entry.snapshot = snapshot
+        self._record(entry, live.state)
+        return snapshot
+
+    def _record(self, entry: _EventEntry, state: str) -> None:
+        """Postgres learns the states the clock brought (scheduled → prequeue → open, closed)."""
+        if not entry.recorded_state:
+            entry.recorded_state = entry.config.state
+        old = entry.recorded_state
+        if self.record_state is None or state == old or state not in CLOCK_STATES:
+            return
+        entry.recorded_state = state
+        recorder = self.record_state
+
+        async def write() -> None:
+            try:
+                await recorder(entry.config.event_id, old, state)
+            except Exception:  # retried at the next refresh that sees the state
+                log.warning("recording %s state %s failed", entry.config.event_id, state)
+                entry.recorded_state = old
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def kick(self, event_id: str) -> Snapshot:
+        """A refresh that starts after this call (coalesced): the safety net for a fresh join."""
+        entry = await self._entry(event_id)
+        if entry.kick is None:
+            entry.kick = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._start_kick, event_id, entry)
+        return await asyncio.shield(entry.kick)
+
+    def _start_kick(self, event_id: str, entry: _EventEntry) -> None:
+        future, entry.kick = entry.kick, None
+        assert future is not None
+
+        async def run() -> None:
+            try:
+                future.set_result(await self.refresh(event_id))
+            except Exception as exc:  # handed to every waiter, who re-raises it
+                future.set_exception(exc)
+                future.exception()
+
+        self._kicks.add(task := asyncio.ensure_future(run()))
+        task.add_done_callback(self._kicks.discard)
+
+    async def refresh_all(self) -> None:
+        now = time.monotonic()
+        live = [
+            event_id
+            for event_id, entry in self._events.items()
+            if now - entry.last_used < IDLE_EVENT_S
+        ]
+        results = await asyncio.gather(*(self.refresh(e) for e in live), return_exceptions=True)
+        for event_id, result in zip(live, results, strict=True):
+            if isinstance(result, StoreUnavailable):
+                if event_id not in self._failing:  # once per outage, not 4 times a second
+                    self._failing.add(event_id)
+                    log.warning("waitroom refresh of %s: Redis unavailable", event_id)
+                continue
+            if event_id in self._failing:
+                self._failing.discard(event_id)
+                log.warning("waitroom refresh of %s: Redis reachable again", event_id)
+            if isinstance(result, EventNotFound):
+                self.forget(event_id)
+            elif isinstance(result, BaseException):
+                log.error("waitroom refresh of %s failed", event_id, exc_info=result)
+
+    async def run(self) -> None:
+        """The background refresher: every refresh_ms, each event in use, concurrently."""
+        interval_s = self.settings.refresh_ms / 1000
+        while True:
+            started = time.monotonic()
+            await self.refresh_all()
+            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="waitroom-refresher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in [*self._kicks, *self._recording]:
+            task.cancel()
+        await asyncio.gather(*self._recording, return_exceptions=True)

@@ -1,0 +1,230 @@
+"""The municipal administrator's events: create, change live, pause/resume/close — all audited.
+
+Postgres holds the configuration (the truth a flushed Redis is rebuilt from);
+Redis holds the live line and is changed in the same step: the Postgres row is
+locked, Redis changed, then the row and an audit_log entry committed together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from waitroom.errors import (
+    SCRIPT_ERRORS,
+    EventExists,
+    EventNotFound,
+    InvalidInput,
+    ScriptError,
+    StoreUnavailable,
+)
+from waitroom.services.admit_next import Line
+from waitroom.store import pg_store
+from waitroom.store.keys import EVENT_ID
+from waitroom.store.redis_store import RedisStore, ScriptRefused
+from waitroom.tokens import StaffClaims
+
+ACTIONS = {"pause": "paused", "resume": "resumed", "close": "closed"}
+TIME_FIELDS = ("prequeue_at", "opens_at", "closes_at")
+INT_FIELDS = {"admit_per_minute": (1, 1_000_000), "max_active": (1, 10_000_000)}
+TEXT_FIELDS = {"name_ja": 200, "name_en": 200}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    claims: StaffClaims
+    request_id: str | None
+
+
+def _bad(field: str) -> InvalidInput:
+    return InvalidInput(
+        f"Invalid value for {field}.", f"{field} の値が正しくありません。", detail={"field": field}
+    )
+
+
+def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
+    """Validated column values from a JSON object; unknown fields are refused."""
+    if not isinstance(data, dict):
+        raise InvalidInput("A JSON object is required.", "JSON オブジェクトを送ってください。")
+    allowed = {*TIME_FIELDS, *INT_FIELDS, *TEXT_FIELDS, "eligibility_group"}
+    if creating:
+        allowed.add("id")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise _bad(unknown[0])
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in TIME_FIELDS:
+            try:
+                parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.tzinfo is None:
+                raise _bad(name)
+            out[name] = parsed
+        elif name in INT_FIELDS:
+            low, high = INT_FIELDS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise _bad(name)
+            out[name] = value
+        elif name in TEXT_FIELDS:
+            if not isinstance(value, str) or not 1 <= len(value) <= TEXT_FIELDS[name]:
+                raise _bad(name)
+            out[name] = value
+        elif name == "eligibility_group":
+            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 40):
+                raise _bad(name)
+            out[name] = value
+        elif name == "id":
+            if not isinstance(value, str) or not EVENT_ID.match(value):
+                raise _bad(name)
+            out[name] = value
+    if creating:
+        required = {"id", *TIME_FIELDS, *INT_FIELDS, *TEXT_FIELDS}
+        missing = sorted(required - set(out))
+        if missing:
+            raise _bad(missing[0])
+    return out
+
+
+def _check_times(row: dict[str, Any]) -> None:
+    if not row["prequeue_at"] <= row["opens_at"] < row["closes_at"]:
+        raise InvalidInput(
+            "Times must satisfy prequeue_at <= opens_at < closes_at.",
+            "時刻は 事前待機開始 ≦ 受付開始 < 受付終了 の順にしてください。",
+        )
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else pg_store.to_ms(value)
+
+
+async def create_event(pool: asyncpg.Pool, actor: Actor, data: Any) -> dict[str, Any]:
+    values = parse_changes(data, creating=True)
+    _check_times(values)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""INSERT INTO events (id, municipality_code, name_ja, name_en, prequeue_at,
+                        opens_at, closes_at, admit_per_minute, max_active, eligibility_group)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    ON CONFLICT (id) DO NOTHING RETURNING {pg_store.EVENT_COLUMNS}""",
+                values["id"], actor.claims.municipality_code, values["name_ja"],
+                values["name_en"], values["prequeue_at"], values["opens_at"],
+                values["closes_at"], values["admit_per_minute"], values["max_active"],
+                values.get("eligibility_group"),
+            )  # fmt: skip
+            if row is None:
+                raise EventExists()
+            after = pg_store.event_json(row)
+            await pg_store.write_audit(
+                conn, municipality=actor.claims.municipality_code, actor_id=actor.claims.staff_id,
+                action="waitroom.event.created", target=values["id"], before=None, after=after,
+                request_id=actor.request_id,
+            )  # fmt: skip
+    except asyncpg.IntegrityConstraintViolationError:
+        # E.g. the administrator's municipality is not registered: nothing was written.
+        raise InvalidInput(
+            "The event does not fit the database's rules.",
+            "登録内容がデータベースの条件に合いません。",
+        ) from None
+    except pg_store.PG_ERRORS as exc:
+        raise StoreUnavailable() from exc
+    return after
+
+
+async def change_event(
+    pool: asyncpg.Pool,
+    store: RedisStore,
+    line: Line,
+    actor: Actor,
+    event_id: str,
+    *,
+    data: Any = None,
+    action: str = "",
+) -> dict[str, Any]:
+    """Apply field changes and/or a state action live in Redis and durably in Postgres."""
+    values = parse_changes(data if data is not None else {}, creating=False)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {pg_store.EVENT_COLUMNS} FROM events WHERE id = $1 FOR UPDATE", event_id
+            )
+            # Another municipality's event does not exist for this administrator.
+            if row is None or row["municipality_code"] != actor.claims.municipality_code:
+                raise EventNotFound()
+            before = pg_store.event_json(row)
+            merged = {**dict(row), **values}
+            _check_times(merged)
+            await line.snapshot(event_id)  # loaded into Redis before the live change
+            try:
+                result = await store.set_event(
+                    event_id,
+                    action=action,
+                    rate=values.get("admit_per_minute"),
+                    cap=values.get("max_active"),
+                    prequeue_at_ms=_ms(values.get("prequeue_at")),
+                    opens_at_ms=_ms(values.get("opens_at")),
+                    closes_at_ms=_ms(values.get("closes_at")),
+                    now_ms=line.clock(),
+                )
+            except ScriptRefused as refused:
+                raise SCRIPT_ERRORS.get(refused.code, SCRIPT_ERRORS[ScriptError.CLOSED])() from None
+            columns = {**values, "state": result.new_state}
+            assignments = ", ".join(
+                f"{name} = ${i + 2}" + ("::event_state" if name == "state" else "")
+                for i, name in enumerate(columns)
+            )
+            updated = await conn.fetchrow(
+                f"UPDATE events SET {assignments}, updated_at = now() WHERE id = $1 "
+                f"RETURNING {pg_store.EVENT_COLUMNS}",
+                event_id,
+                *columns.values(),
+            )
+            assert updated is not None
+            after = pg_store.event_json(updated)
+            verb = ACTIONS[action] if action else "updated"
+            await pg_store.write_audit(
+                conn, municipality=actor.claims.municipality_code, actor_id=actor.claims.staff_id,
+                action=f"waitroom.event.{verb}", target=event_id, before=before, after=after,
+                request_id=actor.request_id,
+            )  # fmt: skip
+    except pg_store.PG_ERRORS as exc:
+        raise StoreUnavailable() from exc
+    # This process sees the change at once (others at their next refresh); the configuration
+    # (names, times) is re-read from Postgres on next use.
+    line.forget(event_id)
+    return after
+
+
+async def event_stats(pool: asyncpg.Pool, line: Line, actor: Actor, event_id: str
+                      ) -> dict[str, Any]:  # fmt: skip
+    row = await pg_store.fetch_event(pool, event_id)
+    if row is None or row["municipality_code"] != actor.claims.municipality_code:
+        raise EventNotFound()
+    snap = await line.refresh(event_id)
+    live = snap.live
+    return {
+        "event": pg_store.event_json(row),
+        "live": {
+            "state": live.state,
+            "sold_out": snap.sold_out,
+            "line_length": live.line_length,
+            "prequeue_count": live.n_pre if live.n_pre is not None else live.prequeue,
+            "admitted": live.admitted,
+            "waiting": max(0, live.line_length - live.admitted) if live.n_pre is not None else 0,
+            "active": live.active,
+            "active_sessions": live.sessions,
+            "active_admitted_without_pass": live.fresh,
+            "active_passes_outstanding": live.outstanding,
+            "admit_per_minute": live.rate,
+            "max_active": live.cap,
+            "backpressure_factor": round(live.factor, 3),
+            "achieved_per_minute": round(snap.achieved_per_min, 1),
+            "slots_left": live.remaining,
+            "redis_time_ms": live.now_ms,
+        },
+    }

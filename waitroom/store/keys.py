@@ -1,0 +1,45 @@
+"""Every Redis key of the waitroom, built in this one module.
+
+All keys of one event share the ``{ev:<id>}`` hash tag (``machiai.keys.event_tag``),
+so each Lua script's keys live on one Redis Cluster slot together with the keys
+booking shares with us (sessions, used passes, inventory, load report).
+"""
+
+from __future__ import annotations
+
+import re
+
+from machiai import keys as shared
+
+# What the events table accepts as an id; anything else never reaches a key.
+EVENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def event(prefix: str, event_id: str) -> str:
+    """HASH: configuration, live state and counters of one event's line (see admit_next-9.lua)."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:event"
+
+
+def batches(prefix: str, event_id: str) -> str:
+    """ZSET: admission batches, score = Redis TIME second, member = admitted counter after it."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:batches"
+
+
+def issued(prefix: str, event_id: str) -> str:
+    """ZSET: ticket ids whose turn (still inside the hold) already got a pass -> turn ms."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:issued"
+
+
+def passes(prefix: str, event_id: str) -> str:
+    """ZSET: "pass id|ticket id" of passes issued, not yet seen redeemed -> expiry ms (active)."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:passes"
+
+
+def entered(prefix: str, event_id: str) -> str:
+    """ZSET: ticket ids whose pass booking redeemed -> when seen (a ticket enters once)."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:entered"
+
+
+def ticket_pass(prefix: str, event_id: str, ticket_id: str) -> str:
+    """STRING with expiry: the pass of one admitted ticket ("pass_id|expires_ms|token")."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:tp:{ticket_id}"

@@ -1,0 +1,331 @@
+"""Typed wrappers of the waitroom's Lua scripts: the only code that calls EVALSHA.
+
+Each wrapper builds its keys (all under one event's hash tag), checks the key
+count against the script's file name, converts the reply into a dataclass and
+turns a negative return code into :class:`ScriptRefused`. Redis failures are
+translated here into :class:`~waitroom.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from machiai import keys as shared
+from waitroom.errors import ScriptError, StoreUnavailable
+from waitroom.store import keys
+
+
+class ScriptRefused(Exception):
+    """A script checked and refused; nothing was written."""
+
+    def __init__(self, code: ScriptError) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+class LineKind(IntEnum):
+    PREQUEUE = 0
+    ARRIVAL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EventConfig:
+    """What Postgres knows about an event; loaded into Redis on first use."""
+
+    event_id: str
+    municipality: str
+    name_ja: str
+    name_en: str
+    state: str
+    rate: int
+    cap: int
+    prequeue_at_ms: int
+    opens_at_ms: int
+    closes_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    kind: LineKind
+    first: int
+    admitted: int
+    n_pre: int | None
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """One event's line as admit_next left it (Redis TIME ``now_ms``)."""
+
+    state: str
+    rate: int
+    cap: int
+    admitted: int
+    arrivals: int
+    prequeue: int
+    n_pre: int | None
+    seed: str | None
+    opened_ms: int | None
+    prequeue_at_ms: int
+    opens_at_ms: int
+    closes_at_ms: int
+    remaining: int | None
+    active: int
+    sessions: int
+    fresh: int
+    outstanding: int
+    factor: float
+    floor: int
+    now_ms: int
+    admitted_now: int
+    # (second, admitted counter after that second), ascending.
+    batches: tuple[tuple[int, int], ...]
+
+    @property
+    def line_length(self) -> int:
+        """Everyone who ever joined the line (pre-queue counts once it is frozen)."""
+        return (self.n_pre if self.n_pre is not None else self.prequeue) + self.arrivals
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    new: bool
+    token: str
+    pass_id: str
+    admitted_ms: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetEventResult:
+    old_state: str
+    new_state: str
+    old_rate: int
+    old_cap: int
+    old_prequeue_at_ms: int
+    old_opens_at_ms: int
+    old_closes_at_ms: int
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    text = _text(value)
+    return None if text == "" else int(float(text))
+
+
+def _now_arg(now_ms: int | None) -> str:
+    return "" if now_ms is None else str(now_ms)
+
+
+class RedisStore:
+    """The waitroom's Lua scripts, registered once per client."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = 2.0) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self._scripts: dict[str, tuple[AsyncScript, int]] = {}
+        for entry in (resources.files("waitroom") / "lua").iterdir():
+            if entry.name.endswith(".lua"):
+                stem = entry.name.removesuffix(".lua")
+                name, _, nkeys = stem.rpartition("-")
+                source = entry.read_text(encoding="utf-8")
+                self._scripts[name] = (client.register_script(source), int(nkeys))
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[str | int]) -> Any:
+        script, nkeys = self._scripts[name]
+        assert len(keys_) == nkeys, f"{name} takes {nkeys} keys"
+        try:
+            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
+                reply = await script(keys=list(keys_), args=list(args))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable() from exc
+        if isinstance(reply, int) and reply < 0:
+            raise ScriptRefused(ScriptError(reply))
+        return reply
+
+    async def load_event(self, config: EventConfig) -> bool:
+        """Put an event into Redis unless it is there; True when this call loaded it."""
+        args: list[str | int] = [
+            "municipality", config.municipality, "name_ja", config.name_ja,
+            "name_en", config.name_en, "state", config.state, "rate", config.rate,
+            "cap", config.cap, "prequeue_at_ms", config.prequeue_at_ms,
+            "opens_at_ms", config.opens_at_ms, "closes_at_ms", config.closes_at_ms,
+        ]  # fmt: skip
+        reply = await self._run("load_event", [keys.event(self.prefix, config.event_id)], args)
+        return bool(reply == 1)
+
+    async def join_line(
+        self, event_id: str, count: int, seed_hex: str, now_ms: int | None = None
+    ) -> JoinResult:
+        """Reserve ``count`` consecutive numbers; the caller hands them out in arrival order."""
+        reply = await self._run(
+            "join_line", [keys.event(self.prefix, event_id)], [count, _now_arg(now_ms), seed_hex]
+        )
+        kind, first, admitted, n_pre, now = (int(x) for x in reply)
+        return JoinResult(LineKind(kind), first, admitted, None if n_pre < 0 else n_pre, now)
+
+    async def admit_next(
+        self,
+        event_id: str,
+        *,
+        seed_hex: str,
+        hold_ms: int,
+        retention_s: int,
+        since_s: int,
+        target_p95_ms: int,
+        recover_per_s: float,
+        load_stale_ms: int,
+        now_ms: int | None = None,
+    ) -> LiveState:
+        """Advance admission as far as rate, cap, line and inventory allow; return the state."""
+        p = self.prefix
+        reply = await self._run(
+            "admit_next",
+            [
+                keys.event(p, event_id),
+                keys.batches(p, event_id),
+                shared.booking_sessions(p, event_id),
+                shared.used_passes(p, event_id),
+                shared.event_inventory(p, event_id),
+                shared.booking_load(p, event_id),
+                keys.issued(p, event_id),
+                keys.passes(p, event_id),
+                keys.entered(p, event_id),
+            ],
+            [
+                _now_arg(now_ms),
+                seed_hex,
+                hold_ms,
+                retention_s,
+                since_s,
+                target_p95_ms,
+                repr(recover_per_s),
+                load_stale_ms,
+            ],  # fmt: skip
+        )
+        raw = reply[1]
+        f = {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
+        flat = reply[2]
+        batches = tuple(
+            (int(float(_text(flat[i + 1]))), int(_text(flat[i]))) for i in range(0, len(flat), 2)
+        )
+        seed = _text(f["seed"])
+        return LiveState(
+            state=_text(f["state"]),
+            rate=int(f["rate"]),
+            cap=int(f["cap"]),
+            admitted=int(f["admitted"]),
+            arrivals=int(f["arrivals"]),
+            prequeue=int(f["prequeue"]),
+            n_pre=_opt_int(f["n_pre"]),
+            seed=seed or None,
+            opened_ms=_opt_int(f["opened_ms"]),
+            prequeue_at_ms=int(f["prequeue_at_ms"]),
+            opens_at_ms=int(f["opens_at_ms"]),
+            closes_at_ms=int(f["closes_at_ms"]),
+            remaining=_opt_int(f["remaining"]),
+            active=int(f["active"]),
+            sessions=int(f["sessions"]),
+            fresh=int(f["fresh"]),
+            outstanding=int(f["outstanding"]),
+            factor=float(_text(f["factor"])),
+            floor=int(f["floor"]),
+            now_ms=int(f["now_ms"]),
+            admitted_now=int(f["admitted_now"]),
+            batches=batches,
+        )
+
+    async def issue_pass(
+        self,
+        event_id: str,
+        *,
+        ticket_id: str,
+        line_index: int,
+        pass_id: str,
+        token: str,
+        pass_ttl_ms: int,
+        grace_ms: int,
+        hold_ms: int,
+        now_ms: int | None = None,
+    ) -> PassResult:
+        """The ticket's one live pass (new or the same again); refuses if not its turn."""
+        p = self.prefix
+        reply = await self._run(
+            "issue_pass",
+            [
+                keys.event(p, event_id),
+                keys.batches(p, event_id),
+                shared.used_passes(p, event_id),
+                keys.ticket_pass(p, event_id, ticket_id),
+                keys.issued(p, event_id),
+                keys.passes(p, event_id),
+                keys.entered(p, event_id),
+            ],
+            [
+                ticket_id,
+                line_index,
+                pass_id,
+                token,
+                pass_ttl_ms,
+                grace_ms,
+                hold_ms,
+                _now_arg(now_ms),
+            ],  # fmt: skip
+        )
+        code, token_out, pass_out, admitted_ms, expires_ms = reply
+        return PassResult(
+            new=int(code) == 0,
+            token=_text(token_out),
+            pass_id=_text(pass_out),
+            admitted_ms=int(admitted_ms),
+            expires_ms=int(expires_ms),
+        )
+
+    async def set_event(
+        self,
+        event_id: str,
+        *,
+        action: str = "",
+        rate: int | None = None,
+        cap: int | None = None,
+        prequeue_at_ms: int | None = None,
+        opens_at_ms: int | None = None,
+        closes_at_ms: int | None = None,
+        now_ms: int | None = None,
+    ) -> SetEventResult:
+        """Apply an administrator's change live; returns the values before it."""
+
+        def opt(value: int | None) -> str:
+            return "" if value is None else str(value)
+
+        reply = await self._run(
+            "set_event",
+            [keys.event(self.prefix, event_id)],
+            [
+                action,
+                opt(rate),
+                opt(cap),
+                opt(prequeue_at_ms),
+                opt(opens_at_ms),
+                opt(closes_at_ms),
+                _now_arg(now_ms),
+            ],  # fmt: skip
+        )
+        values = [_text(v) for v in reply]
+        return SetEventResult(
+            values[0], values[1], int(values[2]), int(values[3]),
+            int(values[4]), int(values[5]), int(values[6]),
+        )  # fmt: skip

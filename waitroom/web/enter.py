@@ -1,0 +1,45 @@
+"""GET|POST /events/{event_id}/enter: an admitted ticket's pass, and the way into booking."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from machiai.errors import AppError, Busy
+from waitroom.services.issue_pass import issue_pass
+from waitroom.web.common import (
+    english,
+    event_id_of,
+    load_ticket,
+    ticket_token,
+    waitroom,
+    wants_json,
+)
+from waitroom.web.join import body_ticket
+
+
+async def enter(request: Request) -> Response:
+    wr = waitroom(request)
+    event_id = event_id_of(request)
+    token = ticket_token(request, event_id, await body_ticket(request))
+    try:
+        ticket = load_ticket(wr, token, event_id)
+        entry = await issue_pass(
+            ticket, line=wr.line, store=wr.store, tokens=wr.tokens, settings=wr.settings,
+            clock=wr.clock,
+        )  # fmt: skip
+    except AppError as exc:
+        if wants_json(request) or isinstance(exc, Busy) or token is None:
+            raise
+        # A browser is sent back to its waiting page, which says where it stands.
+        lang = "en" if english(request) else "ja"
+        return RedirectResponse(f"/events/{event_id}/wait?t={token}&lang={lang}", 303)
+    if wants_json(request):
+        return JSONResponse(
+            {
+                "pass": entry.pass_token,
+                "redirect_url": entry.redirect_url,
+                "expires_at_ms": entry.expires_ms,
+            }
+        )
+    return RedirectResponse(entry.redirect_url, status_code=303)
