@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ import psutil
 
 from loadtests import judge, report
 from loadtests.profiles import Fault, Profile
-from loadtests.seed import Dataset, seed_profile
+from loadtests.seed import MUNICIPALITY, Dataset, seed_profile
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Waitroom processes refresh their admission snapshot a few times a second; a resident told
@@ -46,8 +46,56 @@ class Targets:
     redis: object | None = None  # the harness's own EmbeddedRedis, for the restart fault
 
 
+class HarnessError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A running machiai to load instead of a local one (``--target``)."""
+
+    waitroom_url: str
+    booking_url: str
+    database_url: str  # to seed the run's dataset and to judge it
+
+
+# Which process is which, now (Redis gets a new pid when the fault restarts it).
+Pids = Callable[[], dict[str, int]]
+
+
+async def _seed(database_url: str, profile: Profile) -> Dataset:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await seed_profile(conn, profile, datetime.now(UTC))
+    finally:
+        await conn.close()
+
+
 @contextmanager
-def local_system(profile: Profile, workdir: Path) -> Iterator[tuple[Targets, Dataset, list[int]]]:
+def remote_system(
+    profile: Profile, deployment: Deployment
+) -> Iterator[tuple[Targets, Dataset, Pids]]:
+    """A deployment seeded with this run's own event, clinics, registry block and staff."""
+    if profile.fault is Fault.REDIS_RESTART:
+        raise HarnessError(
+            "redis-restart restarts the harness's own Redis: run it without --target"
+        )
+    for url in (deployment.waitroom_url, deployment.booking_url):
+        try:
+            with urllib.request.urlopen(url + "/health/ready", timeout=5) as response:
+                response.read()
+        except OSError as exc:
+            raise HarnessError(f"{url}/health/ready did not answer 200: {exc}") from None
+    dataset = asyncio.run(_seed(deployment.database_url, profile))
+    yield (
+        Targets(deployment.waitroom_url, deployment.booking_url, deployment.database_url),
+        dataset,
+        dict,
+    )
+
+
+@contextmanager
+def local_system(profile: Profile, workdir: Path) -> Iterator[tuple[Targets, Dataset, Pids]]:
     """Embedded Redis + Postgres, seeded, and both services; yields targets and service pids."""
     from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
     from machiai.migrate import apply_migrations
@@ -58,15 +106,8 @@ def local_system(profile: Profile, workdir: Path) -> Iterator[tuple[Targets, Dat
         postgres = EmbeddedPostgres(workdir / "postgres").start()
         stack.callback(postgres.stop)
 
-        async def prepare() -> Dataset:
-            await apply_migrations(postgres.url)
-            conn = await asyncpg.connect(postgres.url)
-            try:
-                return await seed_profile(conn, profile, datetime.now(UTC))
-            finally:
-                await conn.close()
-
-        dataset = asyncio.run(prepare())
+        asyncio.run(apply_migrations(postgres.url))
+        dataset = asyncio.run(_seed(postgres.url, profile))
         ports = (free_port(), free_port())
         env = dict(os.environ)
         env.update(
@@ -104,9 +145,20 @@ def local_system(profile: Profile, workdir: Path) -> Iterator[tuple[Targets, Dat
         )
         for url in (targets.waitroom_url, targets.booking_url):
             _wait_ready(url, run, log_path=workdir / "services.log")
-        pids = [
-            c.pid for c in psutil.Process(run.pid).children() if "uvicorn" in " ".join(c.cmdline())
-        ]
+        services = {}
+        for child in psutil.Process(run.pid).children():
+            cmdline = " ".join(child.cmdline())
+            for name in ("waitroom", "booking"):
+                if f"{name}.app" in cmdline:
+                    services[name] = child.pid
+
+        def pids() -> dict[str, int]:
+            now = dict(services)
+            for name, server in (("redis", redis), ("postgres", postgres)):
+                if server.pid is not None:
+                    now[name] = server.pid
+            return now
+
         yield targets, dataset, pids
 
 
@@ -149,7 +201,13 @@ async def _slow_confirms(url: str, seconds: int, stop: threading.Event, log: lis
         await conn.execute(
             f"""
             CREATE OR REPLACE FUNCTION loadtest_slow() RETURNS trigger LANGUAGE plpgsql AS
-            $$ BEGIN PERFORM pg_sleep({SLOW_CONFIRM_S}); RETURN NEW; END $$;
+            $$ BEGIN
+                -- Only the load test's own municipality: safe against a shared deployment.
+                IF NEW.municipality_code = '{MUNICIPALITY}' THEN
+                    PERFORM pg_sleep({SLOW_CONFIRM_S});
+                END IF;
+                RETURN NEW;
+            END $$;
             CREATE TRIGGER loadtest_slow BEFORE INSERT ON bookings
                 FOR EACH ROW EXECUTE FUNCTION loadtest_slow();
             """
@@ -215,19 +273,32 @@ def run_locust(
     return code, cpu
 
 
-def service_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
+def process_cpu(pids: dict[str, int]) -> dict[str, tuple[int, float]]:
+    """CPU seconds so far of each named process with its live and reaped children
+    (Postgres backends come and go), keyed by name as (pid, seconds)."""
+    found = {}
+    for name, pid in pids.items():
         try:
             proc = psutil.Process(pid)
             times = proc.cpu_times()
-            total += times.user + times.system
+            total = times.user + times.system + times.children_user + times.children_system
             for child in proc.children(recursive=True):
                 t = child.cpu_times()
                 total += t.user + t.system
         except psutil.Error:
             continue
-    return total
+        found[name] = (pid, total)
+    return found
+
+
+def cpu_used(
+    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+) -> dict[str, float]:
+    """Per process over the run; a process restarted meanwhile counts from its new start."""
+    return {
+        name: seconds - (before[name][1] if before.get(name, (0, 0.0))[0] == pid else 0.0)
+        for name, (pid, seconds) in after.items()
+    }
 
 
 async def judge_run(
@@ -254,8 +325,11 @@ def run_loadtest(
     report_root: Path,
     *,
     locust_processes: int = 1,
+    deployment: Deployment | None = None,
 ) -> int:
-    """The whole run; returns 0 when the system held, 1 when an invariant failed."""
+    """The whole run; returns 0 when the system held, 1 when an invariant failed.
+
+    Without ``deployment`` the harness starts and owns a local system."""
     started = time.time()
     out = report_root / f"{profile.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
@@ -266,23 +340,30 @@ def run_loadtest(
     extra: dict[str, str] = {}
     try:
         with ExitStack() as stack:
-            targets, dataset, service_pids = stack.enter_context(local_system(profile, workdir))
+            system = (
+                local_system(profile, workdir)
+                if deployment is None
+                else remote_system(profile, deployment)
+            )
+            targets, dataset, service_pids = stack.enter_context(system)
             stop = threading.Event()
             fault = threading.Thread(
                 target=inject_fault, args=(profile, targets, stop, fault_log), daemon=True
             )
             fault.start()
-            cpu_before = service_cpu(service_pids)
+            cpu_before = process_cpu(service_pids())
             code, locust_cpu = run_locust(profile, targets, dataset, out, locust_processes)
             stop.set()
             fault.join(30)
-            services_cpu = service_cpu(service_pids) - cpu_before
+            services_cpu = cpu_used(cpu_before, process_cpu(service_pids()))
             wall = time.time() - started
             journeys = judge.read_records(out / "records")
             asyncio.run(judge_run(targets, dataset, journeys, verdict))
             if targets.database_url:
                 extra["bookings per minute"] = str(
-                    asyncio.run(_bookings_per_minute(targets.database_url, started))
+                    asyncio.run(
+                        _bookings_per_minute(targets.database_url, dataset.event_id, started)
+                    )
                 )
         verdict.joined = sum(1 for j in journeys if j.get("joined_at"))
         verdict.admitted = sum(1 for j in journeys if j.get("admitted_at"))
@@ -302,9 +383,16 @@ def run_loadtest(
         if code != 0:
             verdict.notes.append(f"locust exited with {code}; see locust.log")
         verdict.notes.extend(fault_log)
+        where = "" if deployment is None else f" against {targets.waitroom_url}"
+        per_process = ", ".join(f"{name} {s:.1f}" for name, s in sorted(services_cpu.items()))
         extra["CPU (s) over the run"] = (
-            f"locust {locust_cpu:.1f}, services {services_cpu:.1f}, wall {wall:.0f} "
-            f"(2 cores shared; locust processes: {locust_processes})"
+            f"locust {locust_cpu:.1f} ({locust_processes} process(es)); "
+            f"{per_process or 'services not measured (remote)'}; "
+            f"wall {wall:.0f}, {os.cpu_count()} cores on the load machine{where}"
+        )
+        extra["CPU share of one core"] = ", ".join(
+            f"{name} {s / wall:.0%}"
+            for name, s in [("locust", locust_cpu), *sorted(services_cpu.items())]
         )
         charts = [
             report.chart_line_length(journeys, started, out),
@@ -328,6 +416,9 @@ def run_loadtest(
             json.dumps(
                 {
                     "profile": profile.name,
+                    "settings": {**asdict(profile), "fault": profile.fault.value},
+                    "target": None if deployment is None else targets.waitroom_url,
+                    "event_id": dataset.event_id,
                     "held": verdict.held,
                     "violations": verdict.violations,
                     "joined": verdict.joined,
@@ -335,6 +426,9 @@ def run_loadtest(
                     "confirmed": verdict.confirmed,
                     "failed_requests": failed,
                     "latency_ms": verdict.latency_ms,
+                    "admitted_per_minute": verdict.admitted_per_minute,
+                    "cpu_s": {"locust": locust_cpu, **services_cpu},
+                    "wall_s": wall,
                 },
                 indent=2,
             ),
@@ -347,10 +441,14 @@ def run_loadtest(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _bookings_per_minute(url: str, started: float) -> list[int]:
+async def _bookings_per_minute(url: str, event_id: str, started: float) -> list[int]:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT extract(epoch FROM created_at) AS t FROM bookings")
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM b.created_at) AS t FROM bookings b "
+            "JOIN slots s ON s.id = b.slot_id WHERE s.event_id = $1",
+            event_id,
+        )
     finally:
         await conn.close()
     return judge.per_minute([float(r["t"]) for r in rows], started)

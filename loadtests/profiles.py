@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 
 
@@ -127,3 +127,43 @@ PROFILES: dict[str, Profile] = {
         ),
     ]
 }
+
+
+# What `--set` may change: the sizes and rates, not the fault machinery or the shares.
+TUNABLE = {
+    "residents": int,
+    "spawn_per_s": float,
+    "duration_s": int,
+    "slots": int,
+    "capacity_per_slot": int,
+    "admit_per_minute": int,
+    "max_active": int,
+    "operators": int,
+    "clinic_staff": int,
+    "prequeue_s": int,
+}
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def with_overrides(profile: Profile, assignments: list[str]) -> Profile:
+    """``profile`` with ``name=value`` assignments applied, e.g. to find the largest surge."""
+    assert set(TUNABLE) <= {f.name for f in fields(Profile)}
+    changes: dict[str, int | float] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        convert = TUNABLE.get(name.strip())
+        if not sep or convert is None:
+            raise ProfileError(
+                f"--set {assignment!r}: expected NAME=VALUE with NAME one of {', '.join(TUNABLE)}"
+            )
+        try:
+            value = convert(raw.strip())
+        except ValueError:
+            raise ProfileError(f"--set {assignment!r}: {raw!r} is not a number") from None
+        if value < 0 or (value == 0 and name in ("residents", "spawn_per_s", "duration_s")):
+            raise ProfileError(f"--set {assignment!r}: must be positive")
+        changes[name.strip()] = value
+    return replace(profile, **changes) if changes else profile  # type: ignore[arg-type]

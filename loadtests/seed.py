@@ -40,12 +40,23 @@ def staff_login(role: str) -> str:
 async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime) -> Dataset:
     from machiai.passwords import hash_password  # harness-side only; scenarios import no app code
 
-    event_id = f"lt-{profile.name}"
+    # Each run gets its own event, clinics and block of vouchers, so runs against one
+    # deployment never collide with what an earlier run booked (nothing is deleted).
+    event_id = f"lt-{profile.name}-{now:%Y%m%d-%H%M%S}"
     opens_at = now + timedelta(seconds=profile.prequeue_s)
     state = "prequeue" if profile.prequeue_s else "open"
     # Enough registered residents for every resident user and every operator booking.
     residents = profile.residents + profile.operators * 200
     async with conn.transaction():
+        # One seeding at a time per database: the voucher block below must not be shared.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('machiai-loadtest-seed'))")
+        last = await conn.fetchval(
+            "SELECT max(voucher_number::bigint) FROM registry WHERE municipality_code = $1",
+            MUNICIPALITY,
+        )
+        first_voucher = FIRST_VOUCHER if last is None else int(last) + 1
+        if first_voucher + residents > 9_999_999_999:
+            raise RuntimeError("load-test voucher numbers exhausted: drop municipality 990001")
         await conn.execute(
             "INSERT INTO municipalities (code, name_ja, name_en) VALUES ($1, '負荷試験市', "
             "'Loadtest City') ON CONFLICT DO NOTHING",
@@ -97,7 +108,7 @@ async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime
             "registry",
             columns=["municipality_code", "voucher_number", "birth_date", "eligibility_groups"],
             records=[
-                (MUNICIPALITY, f"{FIRST_VOUCHER + i:010d}", BIRTH_DATE, ["65+"])
+                (MUNICIPALITY, f"{first_voucher + i:010d}", BIRTH_DATE, ["65+"])
                 for i in range(residents)
             ],
         )
@@ -105,9 +116,13 @@ async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime
         for role in ("admin", "operator", "clinic"):
             password = secrets.token_urlsafe(12)
             passwords[role] = password
-            await conn.execute(
+            status = await conn.execute(
                 "INSERT INTO staff (municipality_code, login, display_name, role, clinic_id, "
-                "password_hash) VALUES ($1, $2, $3, $4, $5, $6)",
+                "password_hash) VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (login) DO UPDATE SET clinic_id = EXCLUDED.clinic_id, "
+                "password_hash = EXCLUDED.password_hash, active = true "
+                # Never take over a login some real municipality happens to use.
+                "WHERE staff.municipality_code = EXCLUDED.municipality_code",
                 MUNICIPALITY,
                 staff_login(role),
                 f"load test {role}",
@@ -115,10 +130,14 @@ async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime
                 clinic_ids[0] if role == "clinic" else None,
                 hash_password(password),
             )
+            if status != "INSERT 0 1":
+                raise RuntimeError(
+                    f"staff login {staff_login(role)!r} belongs to another municipality"
+                )
     return Dataset(
         event_id=event_id,
         municipality=MUNICIPALITY,
-        first_voucher=FIRST_VOUCHER,
+        first_voucher=first_voucher,
         residents=residents,
         birth_date=BIRTH_DATE.isoformat(),
         passwords=passwords,

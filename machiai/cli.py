@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,14 +69,31 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     # Imported here: locust and matplotlib come with the `loadtest` extra only.
-    from loadtests.harness import run_loadtest
-    from loadtests.profiles import PROFILES
+    from loadtests.harness import Deployment, HarnessError, run_loadtest
+    from loadtests.profiles import PROFILES, ProfileError, with_overrides
 
-    return run_loadtest(
-        PROFILES[args.profile],
-        Path(args.report_dir),
-        locust_processes=args.locust_processes,
-    )
+    deployment = None
+    if args.target:
+        database_url = args.database_url or os.environ.get("DATABASE_URL")
+        if not args.booking_url or not database_url:
+            print(
+                "machiai loadtest: --target needs --booking-url and --database-url "
+                "(or DATABASE_URL) of the same deployment",
+                file=sys.stderr,
+            )
+            return 2
+        deployment = Deployment(args.target.rstrip("/"), args.booking_url.rstrip("/"), database_url)
+    try:
+        profile = with_overrides(PROFILES[args.profile], args.set or [])
+        return run_loadtest(
+            profile,
+            Path(args.report_dir),
+            locust_processes=args.locust_processes,
+            deployment=deployment,
+        )
+    except (ProfileError, HarnessError) as exc:
+        print(f"machiai loadtest: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="locust worker processes (each needs about a core)",
+    )
+    loadtest.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="change the profile's size or rates, e.g. --set residents=3000 "
+        "--set spawn_per_s=60 (repeatable)",
+    )
+    loadtest.add_argument(
+        "--target",
+        metavar="WAITROOM_URL",
+        help="load a running deployment instead of starting one (needs --booking-url and "
+        "--database-url; the run seeds its own event, clinics, registry block and staff there, "
+        "in municipality 990001, and deletes nothing). The deployment must trust "
+        "X-Forwarded-For (WAITROOM_TRUST_FORWARDED, BOOKING_TRUST_FORWARDED) so each "
+        "simulated resident counts as its own client",
+    )
+    loadtest.add_argument("--booking-url", help="with --target: the booking service's URL")
+    loadtest.add_argument(
+        "--database-url", help="with --target: the deployment's Postgres (default DATABASE_URL)"
     )
     loadtest.set_defaults(func=_cmd_loadtest)
     return parser
