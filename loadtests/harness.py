@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,17 +64,17 @@ class Deployment:
 Pids = Callable[[], dict[str, int]]
 
 
-async def _seed(database_url: str, profile: Profile) -> Dataset:
+async def _seed(database_url: str, profile: Profile, processes: int) -> Dataset:
     conn = await asyncpg.connect(database_url)
     try:
-        return await seed_profile(conn, profile, datetime.now(UTC))
+        return await seed_profile(conn, profile, datetime.now(UTC), processes)
     finally:
         await conn.close()
 
 
 @contextmanager
 def remote_system(
-    profile: Profile, deployment: Deployment
+    profile: Profile, deployment: Deployment, processes: int
 ) -> Iterator[tuple[Targets, Dataset, Pids]]:
     """A deployment seeded with this run's own event, clinics, registry block and staff."""
     if profile.fault is Fault.REDIS_RESTART:
@@ -86,7 +87,7 @@ def remote_system(
                 response.read()
         except OSError as exc:
             raise HarnessError(f"{url}/health/ready did not answer 200: {exc}") from None
-    dataset = asyncio.run(_seed(deployment.database_url, profile))
+    dataset = asyncio.run(_seed(deployment.database_url, profile, processes))
     yield (
         Targets(deployment.waitroom_url, deployment.booking_url, deployment.database_url),
         dataset,
@@ -95,7 +96,9 @@ def remote_system(
 
 
 @contextmanager
-def local_system(profile: Profile, workdir: Path) -> Iterator[tuple[Targets, Dataset, Pids]]:
+def local_system(
+    profile: Profile, workdir: Path, processes: int
+) -> Iterator[tuple[Targets, Dataset, Pids]]:
     """Embedded Redis + Postgres, seeded, and both services; yields targets and service pids."""
     from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
     from machiai.migrate import apply_migrations
@@ -107,7 +110,7 @@ def local_system(profile: Profile, workdir: Path) -> Iterator[tuple[Targets, Dat
         stack.callback(postgres.stop)
 
         asyncio.run(apply_migrations(postgres.url))
-        dataset = asyncio.run(_seed(postgres.url, profile))
+        dataset = asyncio.run(_seed(postgres.url, profile, processes))
         ports = (free_port(), free_port())
         env = dict(os.environ)
         env.update(
@@ -220,21 +223,33 @@ async def _slow_confirms(url: str, seconds: int, stop: threading.Event, log: lis
         await conn.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """Where locust's users run: forked here, or on other machines joining this master."""
+
+    local: int = 1
+    external: int = 0
+    master_port: int = 5557
+
+    @property
+    def total(self) -> int:
+        return self.external or self.local
+
+
 def run_locust(
-    profile: Profile, targets: Targets, dataset: Dataset, out: Path, processes: int
+    profile: Profile, targets: Targets, dataset: Dataset, out: Path, workers: Workers
 ) -> tuple[int, float]:
-    """Run locust headless, bounded in time; returns its exit code and its CPU seconds."""
+    """Run locust headless, bounded in time; returns its exit code and its CPU seconds
+    (of the processes on this machine)."""
     records = out / "records"
     records.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(
-        LT_WAITROOM_URL=targets.waitroom_url,
-        LT_BOOKING_URL=targets.booking_url,
-        LT_RECORDS_DIR=str(records),
-        LT_PROCESSES=str(processes),
-        LT_PROFILE=json.dumps({**asdict(profile), "fault": profile.fault.value}),
-        LT_DATASET=json.dumps({**asdict(dataset), "opens_at": dataset.opens_at.isoformat()}),
-    )
+    scenario = {
+        "LT_WAITROOM_URL": targets.waitroom_url,
+        "LT_BOOKING_URL": targets.booking_url,
+        "LT_PROFILE": json.dumps({**asdict(profile), "fault": profile.fault.value}),
+        "LT_DATASET": json.dumps({**asdict(dataset), "opens_at": dataset.opens_at.isoformat()}),
+    }
+    env = {**os.environ, **scenario, "LT_RECORDS_DIR": str(records)}
     argv = [
         sys.executable,
         "-m",
@@ -261,16 +276,71 @@ def run_locust(
         "--loglevel",
         "WARNING",
     ]
-    if processes > 1:
-        argv += ["--processes", str(processes)]
+    wait_for_workers_s = 0
+    if workers.external:
+        wait_for_workers_s = 300
+        argv += [
+            "--master",
+            "--expect-workers",
+            str(workers.external),
+            "--expect-workers-max-wait",
+            str(wait_for_workers_s),
+            "--master-bind-port",
+            str(workers.master_port),
+        ]
+        env_file = out / "worker.env"
+        env_file.write_text(
+            "".join(f"{name}={shlex.quote(value)}\n" for name, value in scenario.items()),
+            "utf-8",
+        )
+        print(
+            f"waiting up to {wait_for_workers_s} s for {workers.external} locust worker(s); "
+            "on each load machine, from a checkout of the same version:\n"
+            f"  set -a; . {env_file}; set +a\n"
+            f"  locust -f loadtests/locustfile.py --worker --master-host THIS_HOST "
+            f"--master-port {workers.master_port}",
+            flush=True,
+        )
+    elif workers.local > 1:
+        argv += ["--processes", str(workers.local)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # locust's forked workers are not always reaped by their parent before it exits, so
+    # RUSAGE_CHILDREN can miss them: sample the process tree too and keep the larger figure.
+    sampled: dict[int, float] = {}
+    deadline = time.monotonic() + profile.duration_s + 120 + wait_for_workers_s
     with open(out / "locust.log", "wb") as log:
-        code = subprocess.run(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=profile.duration_s + 120
-        ).returncode
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                _sample_tree(proc.pid, sampled)
+                try:
+                    code = proc.wait(timeout=1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return code, cpu
+    reaped = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return code, max(reaped, sum(sampled.values()))
+
+
+def _sample_tree(pid: int, seen: dict[int, float]) -> None:
+    """Record the CPU seconds so far of a process and each live descendant, by pid."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for member in tree:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            continue
+        seen[member.pid] = max(seen.get(member.pid, 0.0), times.user + times.system)
 
 
 def process_cpu(pids: dict[str, int]) -> dict[str, tuple[int, float]]:
@@ -324,7 +394,7 @@ def run_loadtest(
     profile: Profile,
     report_root: Path,
     *,
-    locust_processes: int = 1,
+    workers: Workers = Workers(),
     deployment: Deployment | None = None,
 ) -> int:
     """The whole run; returns 0 when the system held, 1 when an invariant failed.
@@ -341,9 +411,9 @@ def run_loadtest(
     try:
         with ExitStack() as stack:
             system = (
-                local_system(profile, workdir)
+                local_system(profile, workdir, workers.total)
                 if deployment is None
-                else remote_system(profile, deployment)
+                else remote_system(profile, deployment, workers.total)
             )
             targets, dataset, service_pids = stack.enter_context(system)
             stop = threading.Event()
@@ -352,7 +422,7 @@ def run_loadtest(
             )
             fault.start()
             cpu_before = process_cpu(service_pids())
-            code, locust_cpu = run_locust(profile, targets, dataset, out, locust_processes)
+            code, locust_cpu = run_locust(profile, targets, dataset, out, workers)
             stop.set()
             fault.join(30)
             services_cpu = cpu_used(cpu_before, process_cpu(service_pids()))
@@ -386,8 +456,13 @@ def run_loadtest(
         where = "" if deployment is None else f" against {targets.waitroom_url}"
         per_process = ", ".join(f"{name} {s:.1f}" for name, s in sorted(services_cpu.items()))
         extra["CPU (s) over the run"] = (
-            f"locust {locust_cpu:.1f} ({locust_processes} process(es)); "
-            f"{per_process or 'services not measured (remote)'}; "
+            f"locust {locust_cpu:.1f} ("
+            + (
+                f"master here, {workers.external} worker(s) elsewhere not counted); "
+                if workers.external
+                else f"{workers.local} worker process(es)); "
+            )
+            + f"{per_process or 'services not measured (remote)'}; "
             f"wall {wall:.0f}, {os.cpu_count()} cores on the load machine{where}"
         )
         extra["CPU share of one core"] = ", ".join(

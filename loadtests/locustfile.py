@@ -6,7 +6,8 @@ seeded with `loadtests/seed.py`, set them yourself:
     LT_WAITROOM_URL, LT_BOOKING_URL   base URLs of the two services
     LT_PROFILE                        JSON of a loadtests.profiles.Profile
     LT_DATASET                        JSON of a loadtests.seed.Dataset (event, vouchers, staff)
-    LT_RECORDS_DIR                    where each process writes its residents' journeys
+    LT_RECORDS_DIR                    where the master (or a lone process) writes the
+                                      residents' journeys; workers send theirs to the master
 
 Residents poll exactly as the server directs (``poll_after_s``), except the share that the
 profile makes refresh aggressively. Each resident's journey (what the server told it, and when)
@@ -28,6 +29,7 @@ from typing import Any
 
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.runners import MasterRunner, WorkerRunner
 
 PROFILE: dict[str, Any] = json.loads(os.environ.get("LT_PROFILE", "{}"))
 DATASET: dict[str, Any] = json.loads(os.environ.get("LT_DATASET", "{}"))
@@ -57,14 +59,15 @@ def ticket_payload(token: str) -> list[Any]:
     return payload
 
 
-PROCESSES = int(os.environ.get("LT_PROCESSES", "1"))
-
-
-def partitioned(user: FastHttpUser, local_index: int) -> int:
-    """A number unique across locust worker processes: process i takes i, i+N, i+2N, ..."""
+def worker_index(user: FastHttpUser) -> int:
+    """Which locust worker process this is (0 when locust runs as one process)."""
     runner = user.environment.runner
-    worker = int(getattr(runner, "worker_index", 0) or 0) if runner is not None else 0
-    return local_index * PROCESSES + worker % PROCESSES
+    index = int(getattr(runner, "worker_index", 0) or 0) if runner is not None else 0
+    if index >= DATASET["processes"]:
+        raise RuntimeError(
+            f"locust worker {index} joined a run seeded for {DATASET['processes']} processes"
+        )
+    return index
 
 
 class Resident(FastHttpUser):
@@ -74,7 +77,11 @@ class Resident(FastHttpUser):
     weight = 100
 
     def on_start(self) -> None:
-        n = partitioned(self, next(_voucher_counter))
+        # The seed gave each worker process its own sub-block of vouchers.
+        local = next(_voucher_counter)
+        if local >= DATASET["resident_block"]:
+            raise RuntimeError("more residents in this locust process than the seed planned")
+        n = worker_index(self) * DATASET["resident_block"] + local
         self.voucher = f"{DATASET['first_voucher'] + n:010d}"
         self.record: dict[str, Any] = {"voucher": self.voucher}
         JOURNEYS.append(self.record)
@@ -303,15 +310,23 @@ class Operator(FastHttpUser):
 
     def on_start(self) -> None:
         self.token = staff_login(self, "operator")
-        self.index = partitioned(self, next(_operator_counter))
+        # Operators' vouchers follow all the residents' sub-blocks, one run of calls each.
+        local = next(_operator_counter)
+        self.index = worker_index(self) * int(PROFILE.get("operators", 0)) + local
         self.calls = itertools.count()
 
     @task
     def take_a_call(self) -> None:
         n = next(self.calls)
-        if n >= 200:
+        calls = int(DATASET["operator_calls"])
+        if n >= calls:
             return
-        voucher_no = DATASET["first_voucher"] + PROFILE["residents"] + self.index * 200 + n
+        voucher_no = (
+            DATASET["first_voucher"]
+            + DATASET["processes"] * DATASET["resident_block"]
+            + self.index * calls
+            + n
+        )
         voucher = f"{voucher_no:010d}"
         auth = {**JSON_HEADERS, "authorization": f"Bearer {self.token}"}
         with self.client.get(
@@ -417,17 +432,64 @@ def count_server_errors(name: str, response: Any = None, **_kwargs: Any) -> None
         SERVER_ERRORS[name] = SERVER_ERRORS.get(name, 0) + 1
 
 
-@events.test_stop.add_listener
-def write_journeys(**_kwargs: Any) -> None:
-    """Each process writes its own file; the judge reads them all."""
-    if SERVER_ERRORS:
-        JOURNEYS.append({"server_errors": dict(SERVER_ERRORS)})
-        SERVER_ERRORS.clear()
-    if not JOURNEYS:
+def write_records(journeys: list[dict[str, Any]]) -> None:
+    """One file per batch; the judge reads them all."""
+    if not journeys:
         return
     RECORDS_DIR.mkdir(parents=True, exist_ok=True)
     path = RECORDS_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:6]}.jsonl"
     with path.open("w", encoding="utf-8") as fh:
-        for journey in JOURNEYS:
+        for journey in journeys:
             fh.write(json.dumps(journey) + "\n")
+
+
+def take_journeys() -> list[dict[str, Any]]:
+    """This process's records so far (and its 5xx counts), handed over once."""
+    if SERVER_ERRORS:
+        JOURNEYS.append({"server_errors": dict(SERVER_ERRORS)})
+        SERVER_ERRORS.clear()
+    taken = list(JOURNEYS)
     JOURNEYS.clear()
+    return taken
+
+
+# Workers that have handed their journeys to the master in this run.
+_REPORTED: set[str] = set()
+
+
+@events.init.add_listener
+def exchange_journeys(environment: Any, **_kwargs: Any) -> None:
+    """Workers (forked here or on other machines) hand their residents' journeys to the master,
+    which writes them; the judge on the master's machine reads them all."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+
+        def receive(environment: Any, msg: Any, **_kw: Any) -> None:
+            write_records(msg.data["journeys"])
+            _REPORTED.add(msg.node_id)
+
+        runner.register_message("journeys", receive)
+    elif isinstance(runner, WorkerRunner):
+
+        def send(environment: Any, msg: Any, **_kw: Any) -> None:
+            runner.send_message("journeys", {"journeys": take_journeys()})
+
+        runner.register_message("send journeys", send)
+
+
+@events.test_stop.add_listener
+def write_journeys(environment: Any, **_kwargs: Any) -> None:
+    """At the end of a headless run locust's master quits without waiting for its workers, so
+    the master asks each worker for its journeys and waits for them before it lets go."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        workers = {client.id for client in runner.clients.all}
+        _REPORTED.clear()
+        runner.send_message("send journeys")
+        deadline = time.monotonic() + 60
+        while not workers <= _REPORTED and time.monotonic() < deadline:
+            time.sleep(0.1)  # locust runs under gevent's monkey-patching: this yields
+        if not workers <= _REPORTED:
+            print(f"journeys missing from {len(workers - _REPORTED)} locust worker(s)", flush=True)
+    elif not isinstance(runner, WorkerRunner):
+        write_records(take_journeys())

@@ -18,6 +18,7 @@ MUNICIPALITY = "990001"
 FIRST_VOUCHER = 2_000_000_000
 BIRTH_DATE = datetime(1950, 4, 1).date()
 CLINICS = 5
+OPERATOR_CALLS = 200  # bookings one simulated operator makes at most
 JST = timezone(timedelta(hours=9))
 
 
@@ -26,7 +27,10 @@ class Dataset:
     event_id: str
     municipality: str
     first_voucher: int
-    residents: int
+    residents: int  # registered vouchers in the block
+    resident_block: int  # resident vouchers per locust worker process
+    processes: int  # locust worker processes the block is split over
+    operator_calls: int  # vouchers per simulated operator, after the residents' sub-blocks
     birth_date: str
     passwords: dict[str, str]
     opens_at: datetime
@@ -37,7 +41,9 @@ def staff_login(role: str) -> str:
     return f"lt-{role}"
 
 
-async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime) -> Dataset:
+async def seed_profile(
+    conn: asyncpg.Connection, profile: Profile, now: datetime, processes: int = 1
+) -> Dataset:
     from machiai.passwords import hash_password  # harness-side only; scenarios import no app code
 
     # Each run gets its own event, clinics and block of vouchers, so runs against one
@@ -45,8 +51,11 @@ async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime
     event_id = f"lt-{profile.name}-{now:%Y%m%d-%H%M%S}"
     opens_at = now + timedelta(seconds=profile.prequeue_s)
     state = "prequeue" if profile.prequeue_s else "open"
-    # Enough registered residents for every resident user and every operator booking.
-    residents = profile.residents + profile.operators * 200
+    # Enough registered residents for every resident user and every operator booking, in one
+    # sub-block per locust worker process: locust splits users between workers only roughly
+    # evenly, so each worker gets some slack rather than a share computed to the last user.
+    resident_block = -(-profile.residents // processes) + 16
+    residents = processes * (resident_block + profile.operators * OPERATOR_CALLS)
     async with conn.transaction():
         # One seeding at a time per database: the voucher block below must not be shared.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('machiai-loadtest-seed'))")
@@ -139,6 +148,9 @@ async def seed_profile(conn: asyncpg.Connection, profile: Profile, now: datetime
         municipality=MUNICIPALITY,
         first_voucher=first_voucher,
         residents=residents,
+        resident_block=resident_block,
+        processes=processes,
+        operator_calls=OPERATOR_CALLS,
         birth_date=BIRTH_DATE.isoformat(),
         passwords=passwords,
         opens_at=opens_at.astimezone(UTC),

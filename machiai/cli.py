@@ -69,7 +69,7 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     # Imported here: locust and matplotlib come with the `loadtest` extra only.
-    from loadtests.harness import Deployment, HarnessError, run_loadtest
+    from loadtests.harness import Deployment, HarnessError, Workers, run_loadtest
     from loadtests.profiles import PROFILES, ProfileError, with_overrides
 
     deployment = None
@@ -88,7 +88,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         return run_loadtest(
             profile,
             Path(args.report_dir),
-            locust_processes=args.locust_processes,
+            workers=Workers(args.locust_processes, args.external_workers, args.master_port),
             deployment=deployment,
         )
     except (ProfileError, HarnessError) as exc:
@@ -138,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="locust worker processes (each needs about a core)",
+    )
+    loadtest.add_argument(
+        "--external-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run locust as a master and wait for N workers on other machines "
+        "(the command to start them is printed; their residents' records come back to the master)",
+    )
+    loadtest.add_argument(
+        "--master-port", type=int, default=5557, help="with --external-workers: the master's port"
     )
     loadtest.add_argument(
         "--set",
