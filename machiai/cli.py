@@ -57,7 +57,7 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
             f"  Try a resident: voucher {summary.first_voucher}, "
             f"birth date {summary.first_birth_date.isoformat()}"
         )
-        print(f"  Waiting room:   {waitroom_url}/e/{summary.event_id}")
+        print(f"  Waiting room:   {waitroom_url}/events/{summary.event_id}/wait")
         print("  Staff logins (passwords are new on every seed-demo run):")
         for login, password in summary.staff_passwords.items():
             print(f"    {login:<14} {password}")

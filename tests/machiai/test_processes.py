@@ -134,6 +134,23 @@ def test_machiai_run_serves_both_apps_and_stops_cleanly(data_dir: Path) -> None:
                 "service": service,
                 "checks": {"redis": "ok", "postgres": "ok"},
             }
+        # seed-demo finds the running system and prints a waiting-room address that works.
+        env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+        seeded = subprocess.run(
+            [sys.executable, "-m", "machiai.cli", "seed-demo"],
+            env={**env, "MACHIAI_DATA_DIR": str(data_dir)},
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert seeded.returncode == 0, seeded.stderr
+        (page_url,) = [
+            line.split()[-1] for line in seeded.stdout.splitlines() if "Waiting room:" in line
+        ]
+        assert page_url.startswith(f"http://127.0.0.1:{ports[0]}/")
+        with urllib.request.urlopen(page_url, timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["content-type"].startswith("text/html")
         tree = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
         assert len(tree) >= 4  # redis, postgres (+ workers), two uvicorns
         # A second run on the same data dir is refused instead of corrupting it.
