@@ -439,6 +439,7 @@ def run_loadtest(
         verdict.admitted = sum(1 for j in journeys if j.get("admitted_at"))
         verdict.order_inversions = judge.order_inversions(journeys, SNAPSHOT_TOLERANCE_S)
         verdict.wait_error_s = judge.wait_error(journeys)
+        verdict.notice_lag_s = judge.notice_lag(journeys)
         verdict.admitted_per_minute = judge.per_minute(
             [float(j["admitted_at"]) for j in journeys if j.get("admitted_at")], started
         )
@@ -502,6 +503,8 @@ def run_loadtest(
                     "failed_requests": failed,
                     "latency_ms": verdict.latency_ms,
                     "admitted_per_minute": verdict.admitted_per_minute,
+                    "wait_error_s": verdict.wait_error_s,
+                    "notice_lag_s": verdict.notice_lag_s,
                     "cpu_s": {"locust": locust_cpu, **services_cpu},
                     "wall_s": wall,
                 },

@@ -31,6 +31,7 @@ class Verdict:
     joined: int = 0
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     wait_error_s: dict[str, float] = field(default_factory=dict)
+    notice_lag_s: dict[str, float] = field(default_factory=dict)
     admitted_per_minute: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -140,27 +141,55 @@ def order_inversions(journeys: Iterable[dict[str, Any]], tolerance_s: float) -> 
     return inversions
 
 
-def wait_error(journeys: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Predicted wait at join versus the wait that happened (seconds; positive = too hopeful)."""
-    errors = [
-        (j["admitted_at"] - j["joined_at"]) - j["predicted_wait_s"]
-        for j in journeys
-        if j.get("admitted_at") is not None and j.get("predicted_wait_s") is not None
-    ]
-    if not errors:
+def _distribution(values: list[float]) -> dict[str, float]:
+    if not values:
         return {}
-    ordered = sorted(errors)
+    ordered = sorted(values)
 
     def pick(q: float) -> float:
         return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
     return {
-        "count": float(len(errors)),
-        "median": statistics.median(errors),
-        "p10": pick(0.10),
-        "p90": pick(0.90),
-        "mean_abs": statistics.fmean(abs(e) for e in errors),
+        "count": float(len(values)),
+        "median": round(statistics.median(values), 2),
+        "p10": round(pick(0.10), 2),
+        "p90": round(pick(0.90), 2),
+        "mean_abs": round(statistics.fmean(abs(v) for v in values), 2),
     }
+
+
+def turn_times(journeys: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """When the server admitted each resident (by position in ``journeys``), as opposed to when
+    the resident's next poll noticed it. An admitted resident is told ``enter_within_s``, the
+    grace left since its turn; the full grace is the largest value anyone was told."""
+    told = [j.get("enter_within_s") for j in journeys]
+    grace = max((float(t) for t in told if t is not None), default=None)
+    if grace is None:
+        return {}
+    return {
+        i: float(j["admitted_at"]) - (grace - float(j["enter_within_s"]))
+        for i, j in enumerate(journeys)
+        if j.get("admitted_at") is not None and j.get("enter_within_s") is not None
+    }
+
+
+def wait_error(journeys: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Predicted wait at join versus when the server actually admitted the resident (seconds;
+    positive = too hopeful). Without the server's time (older records), when it was noticed."""
+    turns = turn_times(journeys)
+    return _distribution(
+        [
+            (turns.get(i, j["admitted_at"]) - j["joined_at"]) - j["predicted_wait_s"]
+            for i, j in enumerate(journeys)
+            if j.get("admitted_at") is not None and j.get("predicted_wait_s") is not None
+        ]
+    )
+
+
+def notice_lag(journeys: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """How long after their turn residents noticed it: the price of polling as directed."""
+    turns = turn_times(journeys)
+    return _distribution([float(journeys[i]["admitted_at"]) - t for i, t in turns.items()])
 
 
 def per_minute(times: Iterable[float], start: float) -> list[int]:

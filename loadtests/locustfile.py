@@ -146,6 +146,9 @@ class Resident(FastHttpUser):
             j["last_waiting_at"] = now
         elif state == "admitted" and "admitted_at" not in j:
             j["admitted_at"] = now
+            # The grace left since the turn: lets the judge tell the server's admission time
+            # from the moment this poll noticed it.
+            j["enter_within_s"] = body.get("enter_within_s")
         j["last_state"] = state
         return float(body.get("poll_after_s") or 1.0)
 

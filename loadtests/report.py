@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from loadtests import judge  # noqa: E402
 from loadtests.judge import Verdict  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
 
@@ -90,9 +91,10 @@ def chart_latency(history_csv: Path, out: Path) -> str | None:
 
 
 def chart_wait(journeys: Sequence[dict[str, Any]], out: Path) -> str | None:
+    turns = judge.turn_times(journeys)
     points = [
-        (j["predicted_wait_s"], j["admitted_at"] - j["joined_at"])
-        for j in journeys
+        (j["predicted_wait_s"], turns.get(i, j["admitted_at"]) - j["joined_at"])
+        for i, j in enumerate(journeys)
         if j.get("admitted_at") is not None and j.get("predicted_wait_s") is not None
     ]
     if not points:
@@ -102,7 +104,7 @@ def chart_wait(journeys: Sequence[dict[str, Any]], out: Path) -> str | None:
     top = max(max(p, a) for p, a in points) or 1.0
     ax.plot([0, top], [0, top], color="grey", linestyle="--")
     ax.set_xlabel("estimated wait at join (s)")
-    ax.set_ylabel("actual wait (s)")
+    ax.set_ylabel("actual wait until admitted (s)")
     ax.set_title("Estimated vs actual wait")
     return _save(fig, out / "wait.png")
 
@@ -130,7 +132,10 @@ def write_summary(
         f"bookings confirmed: {verdict.confirmed} (capacity {profile.capacity})",
         f"- admitted per minute: {verdict.admitted_per_minute} "
         f"(configured {profile.admit_per_minute}/min)",
-        f"- estimated-wait error (actual − estimated, s): {verdict.wait_error_s or 'n/a'}",
+        "- estimated-wait error at join (admitted by the server − estimated, s): "
+        f"{verdict.wait_error_s or 'n/a'}",
+        "- turn noticed after (next poll − admission by the server, s): "
+        f"{verdict.notice_lag_s or 'n/a'}",
         *[f"- {key}: {value}" for key, value in extra.items()],
         "",
         "## Latency per endpoint (ms)",

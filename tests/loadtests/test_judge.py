@@ -11,9 +11,12 @@ from loadtests.judge import (
     Verdict,
     count_lost,
     judge_database,
+    notice_lag,
     order_inversions,
     per_minute,
     server_errors,
+    turn_times,
+    wait_error,
 )
 from machiai.seed_demo import DEMO_EVENT, DEMO_MUNICIPALITY, seed_demo
 
@@ -97,3 +100,20 @@ def test_server_errors_are_summed_across_processes() -> None:
     ]
     assert server_errors(records) == {"waitroom join": 5, "booking hold": 1}
     assert server_errors([{"voucher": "1"}]) == {}
+
+
+def test_wait_error_counts_from_the_servers_admission_not_the_next_poll() -> None:
+    # Grace is 600 s: the first resident noticed its turn 5 s late, the second 1 s late.
+    journeys: list[dict[str, Any]] = [
+        {"joined_at": 0.0, "predicted_wait_s": 20.0, "admitted_at": 25.0, "enter_within_s": 595},
+        {"joined_at": 0.0, "predicted_wait_s": 30.0, "admitted_at": 33.0, "enter_within_s": 599},
+        {"joined_at": 0.0, "admitted_at": 1.0, "enter_within_s": 600},  # straight through
+    ]
+    assert turn_times(journeys) == {0: 20.0, 1: 32.0, 2: 1.0}
+    errors = wait_error(journeys)
+    assert errors["count"] == 2 and errors["median"] == 1.0  # (0 + 2) / 2: too hopeful by 2 s
+    lag = notice_lag(journeys)
+    assert lag["count"] == 3 and lag["median"] == 1.0 and lag["p90"] == 5.0
+    # Records without the grace left (older runs) fall back to when the turn was noticed.
+    old = [{k: v for k, v in j.items() if k != "enter_within_s"} for j in journeys]
+    assert wait_error(old)["median"] == 4.0 and notice_lag(old) == {}
