@@ -1,8 +1,14 @@
 """Availability: resident search (live counts from Redis, Postgres as fallback) and the
-public per-clinic-and-day summary (Postgres, cached in-process for a few seconds)."""
+public per-clinic-and-day summary (Postgres, cached in-process for a few seconds).
+
+Search counts are at most ``LIVE_COUNTS_S`` old: reading a slot's count costs two Redis
+commands, and at opening time every admitted resident searches the same few hundred slots
+several times, so each process reads a slot's count at most once per interval and every search
+in that interval shares it. A count shown is only a guide; the hold script decides."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -17,6 +23,7 @@ from booking.store.pg import SlotMeta
 
 JST = timezone(timedelta(hours=9))
 MAX_RESULTS = 500
+LIVE_COUNTS_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,9 @@ class Availability:
         self.ttl_s = ttl_s
         self._slots: dict[str, tuple[float, list[SlotMeta]]] = {}
         self._public: dict[str, tuple[float, bytes, str]] = {}
+        # slot id -> (monotonic expiry, places left); one Redis read per event at a time.
+        self._left: dict[str, tuple[float, int]] = {}
+        self._reading: dict[str, asyncio.Lock] = {}
 
     async def event_slots(self, ctx: Ctx, event_id: str) -> list[SlotMeta]:
         cached = self._slots.get(event_id)
@@ -60,7 +70,7 @@ class Availability:
         matches = matches[:MAX_RESULTS]
         ids = [m.slot_id for m in matches]
         try:
-            left = await ctx.redis.slot_left(ids)
+            left = await self._live_left(ctx, event_id, ids)
         except errors.Busy:
             left = {}
         missing = [sid for sid in ids if left.get(sid) is None]
@@ -83,6 +93,36 @@ class Availability:
             }
             for m in matches
         ]
+
+    def _cached_left(self, ids: list[str]) -> tuple[dict[str, int | None], list[str]]:
+        now = time.monotonic()
+        found: dict[str, int | None] = {}
+        stale = []
+        for sid in ids:
+            entry = self._left.get(sid)
+            if entry is None or entry[0] <= now:
+                stale.append(sid)
+            else:
+                found[sid] = entry[1]
+        return found, stale
+
+    async def _live_left(self, ctx: Ctx, event_id: str, ids: list[str]) -> dict[str, int | None]:
+        """Places left per slot from Redis, shared for ``LIVE_COUNTS_S``; None where Redis
+        has no inventory for the slot (not cached: the caller asks Postgres)."""
+        found, stale = self._cached_left(ids)
+        if not stale:
+            return found
+        async with self._reading.setdefault(event_id, asyncio.Lock()):
+            # Another search may have read them while this one waited.
+            found, stale = self._cached_left(ids)
+            if stale:
+                fresh = await ctx.redis.slot_left(stale)
+                until = time.monotonic() + LIVE_COUNTS_S
+                for sid, value in fresh.items():
+                    found[sid] = value
+                    if value is not None:
+                        self._left[sid] = (until, value)
+        return found
 
     async def public_summary(self, ctx: Ctx, event_id: str) -> tuple[bytes, str] | None:
         """(JSON body, ETag) of remaining places per clinic and day; None if no such event."""

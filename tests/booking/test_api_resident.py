@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 
@@ -280,3 +281,29 @@ async def test_session_ended_by_another_process_is_refused_after_recheck(
             app.state.ctx.live_sessions[session_id] = 0.0
         r = await client.get("/api/bookings", headers=auth)
         assert r.status_code == 401 and code(r) == "session_expired"
+
+
+async def test_searches_at_once_share_one_read_of_the_counts(
+    settings: BookingSettings, db: asyncpg.Pool, world: World, redis: aioredis.Redis
+) -> None:
+    """At opening every admitted resident searches the same slots: the counts are read from
+    Redis once per interval and shared, not once per search; a count shown is a guide only
+    (the hold still decides)."""
+    async with db.acquire() as conn:
+        slots = [await make_slot(conn, world.clinic_id, world.event_id, 2) for _ in range(5)]
+    async with running(settings) as (_, client):
+        auth = await open_session(client, settings, world.event_id, voucher(3), BIRTH.isoformat())
+        await client.get("/api/slots", headers=auth)  # the slot list itself is cached too
+        before = await redis.info("commandstats")
+        responses = await asyncio.gather(
+            *[client.get("/api/slots", headers=auth) for _ in range(20)]
+        )
+        after = await redis.info("commandstats")
+    assert all(r.status_code == 200 for r in responses)
+    for r in responses:
+        assert sorted(s["remaining"] for s in r.json()["slots"]) == [2] * len(slots)
+    calls = after.get("cmdstat_hmget", {}).get("calls", 0) - before.get("cmdstat_hmget", {}).get(
+        "calls", 0
+    )
+    # One read of each slot at most (two if the interval turned over during the burst).
+    assert calls <= 2 * len(slots)
