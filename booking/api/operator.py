@@ -57,8 +57,8 @@ async def search_slots(request: Request) -> Response:
     # Another municipality's event answers like an unknown one: no oracle across tenants.
     if event is None or event["municipality_code"] != claims.municipality_code:
         raise errors.NotFound()
-    slots = await request.app.state.availability.search(ctx, event_id, filt)
-    return ok({"slots": slots})
+    slots, more = await request.app.state.availability.search(ctx, event_id, filt)
+    return ok({"slots": slots, "more": more})
 
 
 async def hold_for_resident(request: Request) -> Response:

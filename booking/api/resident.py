@@ -65,15 +65,18 @@ SEARCH_PARAMS = {
 }
 SEARCH_RESPONSE = {
     "slots": "array of slot_id, clinic_id, area, starts_at, duration_min, "
-    "vaccine_code, dose_number, remaining"
+    "vaccine_code, dose_number, remaining: slots with places left, soonest first, at most 500",
+    "more": "bool: more slots with places left match; narrow the search (date, area, clinic)",
 }
 
 
 async def search(request: Request) -> Response:
     session = await current(request)
     filt = search_filter(query(request))
-    slots = await request.app.state.availability.search(ctx_of(request), session.event_id, filt)
-    return ok({"slots": slots})
+    slots, more = await request.app.state.availability.search(
+        ctx_of(request), session.event_id, filt
+    )
+    return ok({"slots": slots, "more": more})
 
 
 async def hold_slot(request: Request) -> Response:

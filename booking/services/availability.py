@@ -64,11 +64,40 @@ class Availability:
         self._slots[event_id] = (time.monotonic() + self.ttl_s, slots)
         return slots
 
-    async def search(self, ctx: Ctx, event_id: str, filt: SearchFilter) -> list[dict[str, Any]]:
-        """Future slots of the event matching the filter, with places left now."""
+    async def search(
+        self, ctx: Ctx, event_id: str, filt: SearchFilter
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Future slots of the event matching the filter that have places left now, soonest
+        first, at most ``MAX_RESULTS``; and whether more would have matched. Full slots are
+        left out before the cut: a list of full slots would tell a resident that everything
+        is taken while later slots are still free."""
         matches = [m for m in await self.event_slots(ctx, event_id) if filt.accepts(m)]
-        matches = matches[:MAX_RESULTS]
-        ids = [m.slot_id for m in matches]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(matches), MAX_RESULTS):
+            chunk = matches[start : start + MAX_RESULTS]
+            left = await self._places_left(ctx, event_id, [m.slot_id for m in chunk])
+            for m in chunk:
+                remaining = left.get(m.slot_id) or 0
+                if remaining <= 0:
+                    continue
+                if len(found) == MAX_RESULTS:
+                    return found, True
+                found.append(
+                    {
+                        "slot_id": m.slot_id,
+                        "clinic_id": m.clinic_id,
+                        "area": m.area,
+                        "starts_at": m.starts_at.isoformat(),
+                        "duration_min": m.duration_min,
+                        "vaccine_code": m.vaccine_code,
+                        "dose_number": m.dose_number,
+                        "remaining": remaining,
+                    }
+                )
+        return found, False
+
+    async def _places_left(self, ctx: Ctx, event_id: str, ids: list[str]) -> dict[str, int | None]:
+        """Places left per slot: Redis (shared for a second), Postgres where Redis has none."""
         try:
             left = await self._live_left(ctx, event_id, ids)
         except errors.Busy:
@@ -80,19 +109,7 @@ class Availability:
                     left[state.slot_id] = (
                         0 if state.closed else max(0, state.capacity - state.booked)
                     )
-        return [
-            {
-                "slot_id": m.slot_id,
-                "clinic_id": m.clinic_id,
-                "area": m.area,
-                "starts_at": m.starts_at.isoformat(),
-                "duration_min": m.duration_min,
-                "vaccine_code": m.vaccine_code,
-                "dose_number": m.dose_number,
-                "remaining": left.get(m.slot_id) or 0,
-            }
-            for m in matches
-        ]
+        return left
 
     def _cached_left(self, ids: list[str]) -> tuple[dict[str, int | None], list[str]]:
         now = time.monotonic()

@@ -7,8 +7,10 @@ import uuid
 from dataclasses import replace
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
+from booking.services import availability
 from booking.settings import BookingSettings
 from machiai import keys as shared_keys
 from tests.booking.client import code, mint_pass, open_session, running
@@ -307,3 +309,40 @@ async def test_searches_at_once_share_one_read_of_the_counts(
     )
     # One read of each slot at most (two if the interval turned over during the burst).
     assert calls <= 2 * len(slots)
+
+
+async def test_search_lists_slots_with_places_left_soonest_first(
+    settings: BookingSettings,
+    db: asyncpg.Pool,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Full slots are left out before the list is cut, so later free slots are never hidden
+    behind a page of full ones; a cut list says there is more."""
+    monkeypatch.setattr(availability, "MAX_RESULTS", 2)
+    async with db.acquire() as conn:
+        slots = [
+            await make_slot(conn, world.clinic_id, world.event_id, 1, days=3 + 2 * n)
+            for n in range(4)
+        ]
+        last_day = await conn.fetchval(
+            "SELECT (starts_at AT TIME ZONE 'Asia/Tokyo')::date FROM slots WHERE id = $1::uuid",
+            slots[3],
+        )
+    async with running(settings) as (_, client):
+        first = await open_session(client, settings, world.event_id, voucher(4), BIRTH.isoformat())
+        held = await client.post("/api/holds", json={"slot_id": slots[0]}, headers=first)
+        assert held.status_code == 201, held.text
+        booked = await client.post(
+            "/api/bookings", json={"hold_id": held.json()["hold_id"]}, headers=first
+        )
+        assert booked.status_code == 201, booked.text
+        second = await open_session(client, settings, world.event_id, voucher(5), BIRTH.isoformat())
+        found = (await client.get("/api/slots", headers=second)).json()
+        assert [s["slot_id"] for s in found["slots"]] == slots[1:3]
+        assert found["more"] is True
+        narrowed = await client.get(
+            "/api/slots", params={"date": last_day.isoformat()}, headers=second
+        )
+        assert [s["slot_id"] for s in narrowed.json()["slots"]] == [slots[3]]
+        assert narrowed.json()["more"] is False
