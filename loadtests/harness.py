@@ -237,7 +237,12 @@ class Workers:
 
 
 def run_locust(
-    profile: Profile, targets: Targets, dataset: Dataset, out: Path, workers: Workers
+    profile: Profile,
+    targets: Targets,
+    dataset: Dataset,
+    out: Path,
+    workers: Workers,
+    sampled: dict[int, float] | None = None,
 ) -> tuple[int, float]:
     """Run locust headless, bounded in time; returns its exit code and its CPU seconds
     (of the processes on this machine)."""
@@ -306,7 +311,8 @@ def run_locust(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # locust's forked workers are not always reaped by their parent before it exits, so
     # RUSAGE_CHILDREN can miss them: sample the process tree too and keep the larger figure.
-    sampled: dict[int, float] = {}
+    # (Each second: the caller's timeline reads it too.)
+    sampled = {} if sampled is None else sampled
     deadline = time.monotonic() + profile.duration_s + 120 + wait_for_workers_s
     with open(out / "locust.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -341,6 +347,44 @@ def _sample_tree(pid: int, seen: dict[int, float]) -> None:
         except psutil.Error:
             continue
         seen[member.pid] = max(seen.get(member.pid, 0.0), times.user + times.system)
+
+
+class CpuTimeline:
+    """Cumulative CPU seconds per process, read every second, to find each process's busiest
+    stretch: run averages hide a process pegged at 100 % during the spike itself."""
+
+    def __init__(self, read: Callable[[], dict[str, float]], interval_s: float = 1.0) -> None:
+        self.read = read
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self.read()))
+            self._stop.wait(self.interval_s)
+
+    def peak_share(self, window_s: float = 5.0) -> dict[str, float]:
+        """Per process, the highest CPU share of one core over any ``window_s`` stretch (a
+        process restarted in the stretch counts from its new start)."""
+        peaks: dict[str, float] = {}
+        for i, (t0, first) in enumerate(self.samples):
+            for t1, last in self.samples[i + 1 :]:
+                if t1 - t0 >= window_s:
+                    for name, cpu in last.items():
+                        before = first.get(name, 0.0)
+                        used = cpu - before if cpu >= before else cpu
+                        peaks[name] = max(peaks.get(name, 0.0), used / (t1 - t0))
+                    break
+        return peaks
 
 
 def process_cpu(pids: dict[str, int]) -> dict[str, tuple[int, float]]:
@@ -422,7 +466,18 @@ def run_loadtest(
             )
             fault.start()
             cpu_before = process_cpu(service_pids())
-            code, locust_cpu = run_locust(profile, targets, dataset, out, workers)
+            locust_tree: dict[int, float] = {}
+            timeline = CpuTimeline(
+                lambda: {
+                    "locust": sum(list(locust_tree.values())),
+                    **{name: cpu for name, (_pid, cpu) in process_cpu(service_pids()).items()},
+                }
+            )
+            timeline.start()
+            try:
+                code, locust_cpu = run_locust(profile, targets, dataset, out, workers, locust_tree)
+            finally:
+                timeline.stop()
             stop.set()
             fault.join(30)
             services_cpu = cpu_used(cpu_before, process_cpu(service_pids()))
@@ -466,6 +521,11 @@ def run_loadtest(
             + f"{per_process or 'services not measured (remote)'}; "
             f"wall {wall:.0f}, {os.cpu_count()} cores on the load machine{where}"
         )
+        peaks = timeline.peak_share()
+        if peaks:
+            extra["busiest 5 s, CPU share of one core"] = ", ".join(
+                f"{name} {share:.0%}" for name, share in sorted(peaks.items())
+            )
         extra["CPU share of one core"] = ", ".join(
             f"{name} {s / wall:.0%}"
             for name, s in [("locust", locust_cpu), *sorted(services_cpu.items())]
@@ -506,6 +566,7 @@ def run_loadtest(
                     "wait_error_s": verdict.wait_error_s,
                     "notice_lag_s": verdict.notice_lag_s,
                     "cpu_s": {"locust": locust_cpu, **services_cpu},
+                    "cpu_peak_share_5s": peaks,
                     "wall_s": wall,
                 },
                 indent=2,

@@ -6,7 +6,9 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 
+from loadtests.harness import CpuTimeline
 from loadtests.judge import (
     Verdict,
     count_lost,
@@ -117,3 +119,19 @@ def test_wait_error_counts_from_the_servers_admission_not_the_next_poll() -> Non
     # Records without the grace left (older runs) fall back to when the turn was noticed.
     old = [{k: v for k, v in j.items() if k != "enter_within_s"} for j in journeys]
     assert wait_error(old)["median"] == 4.0 and notice_lag(old) == {}
+
+
+def test_cpu_timeline_finds_the_busiest_stretch() -> None:
+    readings = iter(
+        [
+            {"locust": 0.0, "redis": 5.0},
+            {"locust": 1.0, "redis": 5.5},
+            {"locust": 5.0, "redis": 0.2},  # redis restarted: counts from its new start
+            {"locust": 6.0, "redis": 0.4},
+        ]
+    )
+    timeline = CpuTimeline(lambda: next(readings))
+    timeline.samples = [(float(t), timeline.read()) for t in (0, 2, 4, 6)]
+    peaks = timeline.peak_share(window_s=4.0)
+    assert peaks["locust"] == pytest.approx((5.0 - 0.0) / 4)
+    assert peaks["redis"] == pytest.approx(0.4 / 4)
