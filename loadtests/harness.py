@@ -465,6 +465,7 @@ def run_loadtest(
                 target=inject_fault, args=(profile, targets, stop, fault_log), daemon=True
             )
             fault.start()
+            bookings_per_minute: list[int] = []
             cpu_before = process_cpu(service_pids())
             locust_tree: dict[int, float] = {}
             timeline = CpuTimeline(
@@ -485,12 +486,13 @@ def run_loadtest(
             journeys = judge.read_records(out / "records")
             asyncio.run(judge_run(targets, dataset, journeys, verdict))
             if targets.database_url:
-                extra["bookings per minute"] = str(
-                    asyncio.run(
-                        _bookings_per_minute(targets.database_url, dataset.event_id, started)
-                    )
+                bookings_per_minute = asyncio.run(
+                    _bookings_per_minute(targets.database_url, dataset.event_id, started)
                 )
+                extra["bookings per minute"] = str(bookings_per_minute)
         verdict.joined = sum(1 for j in journeys if j.get("joined_at"))
+        published = sum(int(j.get("published", 0)) for j in journeys)
+        extra["slots published by clinic staff during the run"] = str(published)
         verdict.admitted = sum(1 for j in journeys if j.get("admitted_at"))
         verdict.order_inversions = judge.order_inversions(journeys, SNAPSHOT_TOLERANCE_S)
         verdict.wait_error_s = judge.wait_error(journeys)
@@ -541,6 +543,16 @@ def run_loadtest(
                 profile.admit_per_minute,
             ),
         ]
+        if bookings_per_minute:
+            charts.append(
+                report.chart_per_minute(
+                    bookings_per_minute,
+                    "Bookings confirmed per minute (web and phone)",
+                    "bookings",
+                    out,
+                    "bookings.png",
+                )
+            )
         for maybe in (
             report.chart_latency(out / "locust_stats_history.csv", out),
             report.chart_wait(journeys, out),
@@ -563,6 +575,8 @@ def run_loadtest(
                     "failed_requests": failed,
                     "latency_ms": verdict.latency_ms,
                     "admitted_per_minute": verdict.admitted_per_minute,
+                    "bookings_per_minute": bookings_per_minute,
+                    "published_slots": published,
                     "wait_error_s": verdict.wait_error_s,
                     "notice_lag_s": verdict.notice_lag_s,
                     "cpu_s": {"locust": locust_cpu, **services_cpu},

@@ -24,6 +24,7 @@ import random
 import time
 import uuid
 import zlib
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +379,8 @@ class Operator(FastHttpUser):
 
 
 class ClinicStaff(FastHttpUser):
-    """Clinic staff adjusting capacity during the surge (supply changes; it must not oversell)."""
+    """Clinic staff adding supply during the surge: first a new day of slots from a weekly plan
+    (previewed, then published), then a few capacity changes (it must never oversell)."""
 
     host = BOOKING
     fixed_count = int(PROFILE.get("clinic_staff", 0))
@@ -386,13 +388,51 @@ class ClinicStaff(FastHttpUser):
 
     def on_start(self) -> None:
         self.token = staff_login(self, "clinic")
+        self.published = False
         self.changes = 0
 
     @task
-    def adjust_capacity(self) -> None:
-        if self.changes >= 3:
-            return
+    def add_supply(self) -> None:
         auth = {**JSON_HEADERS, "authorization": f"Bearer {self.token}"}
+        if not self.published:
+            self.published = True
+            self.publish_a_day(auth)
+        elif self.changes < 3:
+            self.changes += 1
+            self.adjust_capacity(auth)
+
+    def publish_a_day(self, auth: dict[str, str]) -> None:
+        # The day after the seeded ones (16 slots a day), mornings only; a second clinic-staff
+        # user publishing the same plan finds the slots there and skips them.
+        seeded_days = -(-int(PROFILE.get("slots", 16)) // 16)
+        day = date.fromisoformat(DATASET["first_slot_day"]) + timedelta(days=seeded_days)
+        plan = {
+            "event_id": EVENT,
+            "from_date": day.isoformat(),
+            "to_date": day.isoformat(),
+            "weekdays": list(range(7)),
+            "opens": "09:00",
+            "closes": "12:00",
+            "slot_min": 30,
+            "capacity": int(PROFILE.get("capacity_per_slot", 1)),
+            "vaccine_code": "comirnaty",
+            "dose_number": 1,
+        }
+        for dry_run, expected in ((True, 200), (False, 201)):
+            with self.client.post(
+                "/api/clinic/slots/plan",
+                headers=auth,
+                json={**plan, "dry_run": dry_run},
+                name="clinic preview plan" if dry_run else "clinic publish plan",
+                catch_response=True,
+            ) as response:
+                if response.status_code != expected:
+                    response.failure(f"clinic plan {response.status_code}")
+                    return
+                result = response.json()
+        JOURNEYS.append({"published": int(result.get("created", 0))})
+
+    def adjust_capacity(self, auth: dict[str, str]) -> None:
         with self.client.get(
             f"/api/clinic/slots?date={DATASET['first_slot_day']}",
             headers=auth,
@@ -414,7 +454,6 @@ class ClinicStaff(FastHttpUser):
             json={"capacity": int(slot["capacity"]) + 1},
             name="clinic change capacity",
         )
-        self.changes += 1
 
 
 def staff_login(user: FastHttpUser, role: str) -> str:

@@ -52,11 +52,12 @@ def chart_per_minute(
     values: Sequence[int], title: str, ylabel: str, out: Path, name: str, limit: int | None = None
 ) -> str:
     fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(range(len(values)), values)
+    ax.bar(range(1, len(values) + 1), values)
+    ax.set_xticks(range(1, len(values) + 1))
     if limit is not None:
         ax.axhline(limit, color="red", linestyle="--", label=f"configured {limit}/min")
         ax.legend()
-    ax.set_xlabel("minute")
+    ax.set_xlabel("minute of the run")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _save(fig, out / name)
@@ -129,7 +130,7 @@ def write_summary(
         "## Figures",
         "",
         f"- residents joined: {verdict.joined}; admitted: {verdict.admitted}; "
-        f"bookings confirmed: {verdict.confirmed} (capacity {profile.capacity})",
+        f"bookings confirmed: {verdict.confirmed} (seeded capacity {profile.capacity})",
         f"- admitted per minute: {verdict.admitted_per_minute} "
         f"(configured {profile.admit_per_minute}/min)",
         "- estimated-wait error at join (admitted by the server − estimated, s): "

@@ -31,10 +31,22 @@ def test_smoke_profile_holds(tmp_path: Path) -> None:
     for endpoint in (
         "POST booking confirm",
         "POST operator confirm",
+        "POST clinic preview plan",
+        "POST clinic publish plan",
         "PATCH clinic change capacity",
         "PATCH admin change rate",
     ):
         assert verdict["latency_ms"].get(endpoint, {}).get("requests", 0) > 0, endpoint
+    assert verdict["published_slots"] > 0  # a new day of slots went on sale mid-surge
     assert verdict["confirmed"] >= profile.capacity * 0.5
-    for name in ("summary.md", "summary.html", "locust.html", "line_length.png", "latency.png"):
+    assert sum(verdict["bookings_per_minute"]) >= verdict["confirmed"]
+    for name in (
+        "summary.md",
+        "summary.html",
+        "locust.html",
+        "line_length.png",
+        "admitted.png",
+        "bookings.png",
+        "latency.png",
+    ):
         assert (reports[0] / name).exists(), name
