@@ -24,6 +24,7 @@ from booking.store.pg import SlotMeta
 JST = timezone(timedelta(hours=9))
 MAX_RESULTS = 500
 LIVE_COUNTS_S = 1.0
+MAX_CACHED_COUNTS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,8 @@ class Availability:
             if stale:
                 fresh = await ctx.redis.slot_left(stale)
                 until = time.monotonic() + LIVE_COUNTS_S
+                if len(self._left) > MAX_CACHED_COUNTS:  # slots of events long over
+                    self._left.clear()
                 for sid, value in fresh.items():
                     found[sid] = value
                     if value is not None:
