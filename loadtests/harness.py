@@ -29,6 +29,7 @@ import asyncpg
 import psutil
 
 from loadtests import judge, report
+from loadtests.probe import LatencyProbe
 from loadtests.profiles import Fault, Profile
 from loadtests.seed import MUNICIPALITY, Dataset, seed_profile
 
@@ -474,10 +475,13 @@ def run_loadtest(
                     **{name: cpu for name, (_pid, cpu) in process_cpu(service_pids()).items()},
                 }
             )
+            probe = LatencyProbe(targets.waitroom_url, targets.booking_url, dataset.event_id)
             timeline.start()
+            probe.start()
             try:
                 code, locust_cpu = run_locust(profile, targets, dataset, out, workers, locust_tree)
             finally:
+                probe.stop()
                 timeline.stop()
             stop.set()
             fault.join(30)
@@ -522,6 +526,13 @@ def run_loadtest(
             )
             + f"{per_process or 'services not measured (remote)'}; "
             f"wall {wall:.0f}, {os.cpu_count()} cores on the load machine{where}"
+        )
+        probed = probe.percentiles()
+        extra["probe outside locust (one client every 50 ms; ms)"] = "; ".join(
+            f"{name}: p50 {row.get('p50', '-')}, p95 {row.get('p95', '-')}, "
+            f"p99 {row.get('p99', '-')}, max {row.get('max', '-')} "
+            f"(n {row['n']:.0f}, failed {row['failures']:.0f})"
+            for name, row in probed.items()
         )
         peaks = timeline.peak_share()
         if peaks:
@@ -581,6 +592,7 @@ def run_loadtest(
                     "notice_lag_s": verdict.notice_lag_s,
                     "cpu_s": {"locust": locust_cpu, **services_cpu},
                     "cpu_peak_share_5s": peaks,
+                    "probe_ms": probed,
                     "wall_s": wall,
                 },
                 indent=2,

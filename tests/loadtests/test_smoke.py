@@ -37,6 +37,10 @@ def test_smoke_profile_holds(tmp_path: Path) -> None:
         "PATCH admin change rate",
     ):
         assert verdict["latency_ms"].get(endpoint, {}).get("requests", 0) > 0, endpoint
+    # The probe outside locust polled both services all along, without a failure.
+    for name in ("waitroom status", "booking availability"):
+        assert verdict["probe_ms"][name]["n"] > 100, verdict["probe_ms"]
+        assert verdict["probe_ms"][name]["failures"] == 0, verdict["probe_ms"]
     assert verdict["published_slots"] > 0  # a new day of slots went on sale mid-surge
     assert verdict["confirmed"] >= profile.capacity * 0.5
     assert sum(verdict["bookings_per_minute"]) >= verdict["confirmed"]
