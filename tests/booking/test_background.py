@@ -1,0 +1,41 @@
+"""The waitroom handoff loop: refreshed at once after a change, but not once per change."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import pytest
+
+from booking import background
+from booking.services.context import Ctx
+
+
+async def test_a_burst_of_changes_refreshes_a_few_times_not_once_each(
+    ctx: Ctx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshed: list[float] = []
+    real_refresh = background.refresh_once
+
+    async def counting(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
+        refreshed.append(asyncio.get_running_loop().time())
+        await real_refresh(ctx, samples)
+
+    monkeypatch.setattr(background, "refresh_once", counting)
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(background.refresh_forever(ctx, deque(), stop))
+    await asyncio.sleep(0.1)
+    first = len(refreshed)
+    # A surge: a booking changes the inventory every 2 ms for one second.
+    for _ in range(500):
+        ctx.inventory_changed.set()
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.3)  # the last change is picked up after it
+    stop.set()
+    ctx.inventory_changed.set()
+    await asyncio.wait_for(loop_task, 5)
+    during = refreshed[first:]
+    # 1.3 s at one refresh per 0.2 s at most (not one per change: 500 of them).
+    assert 3 <= len(during) <= 9, during
+    gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+    assert all(gap >= 0.18 for gap in gaps), gaps
