@@ -26,16 +26,19 @@ async def test_a_burst_of_changes_refreshes_a_few_times_not_once_each(
     loop_task = asyncio.create_task(background.refresh_forever(ctx, deque(), stop))
     await asyncio.sleep(0.1)
     first = len(refreshed)
+    began = asyncio.get_running_loop().time()
     # A surge: a booking changes the inventory every 2 ms for one second.
     for _ in range(500):
         ctx.inventory_changed.set()
         await asyncio.sleep(0.002)
     await asyncio.sleep(0.3)  # the last change is picked up after it
+    elapsed = asyncio.get_running_loop().time() - began
     stop.set()
     ctx.inventory_changed.set()
     await asyncio.wait_for(loop_task, 5)
     during = refreshed[first:]
-    # 1.3 s at one refresh per 0.2 s at most (not one per change: 500 of them).
-    assert 3 <= len(during) <= 9, during
+    # One refresh per 0.2 s at most (not one per change: 500 of them), however long the
+    # burst took on a busy machine.
+    assert 3 <= len(during) <= elapsed / 0.18 + 2, (elapsed, during)
     gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
     assert all(gap >= 0.18 for gap in gaps), gaps
