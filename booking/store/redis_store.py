@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from booking.errors import Busy
 from booking.store import keys
@@ -156,11 +156,11 @@ class RedisStore:
         One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
         script atomic on its own tag; together they only tidy what Postgres decided)."""
         p = self.prefix
-        pipe = self.client.pipeline(transaction=False)
-        for st in states:
-            await self._scripts["apply_slot-2"](
-                keys=[keys.slot_inventory(p, st.slot_id), keys.slot_holds(p, st.slot_id)],
-                args=[
+        calls: list[tuple[str, list[str], list[Any]]] = [
+            (
+                "apply_slot-2",
+                [keys.slot_inventory(p, st.slot_id), keys.slot_holds(p, st.slot_id)],
+                [
                     st.version,
                     st.capacity,
                     st.booked,
@@ -169,12 +169,40 @@ class RedisStore:
                     st.until_ms,
                     hold_id if st.slot_id == slot_id else "",
                 ],
-                client=pipe,
             )
-        await self._scripts["release_resident-1"](
-            keys=[keys.resident_hold(p, municipality, voucher)], args=[pointer, 0], client=pipe
+            for st in states
+        ]
+        calls.append(
+            ("release_resident-1", [keys.resident_hold(p, municipality, voucher)], [pointer, 0])
         )
-        await pipe.execute()
+        await self._pipelined_scripts(calls)
+
+    async def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> None:
+        """Run scripts in one pipelined round trip. EVALSHA is queued directly: a pipeline of
+        registered scripts first asks SCRIPT EXISTS, a second round trip on every call. A
+        script Redis does not have (it restarted) is loaded and only those calls run again;
+        each script is atomic on its own tag, so a retry never repeats one that ran."""
+        pending = list(calls)
+        failed: list[Exception] = []
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for name, keys_, args in pending:
+                pipe.evalsha(self._scripts[name].sha, len(keys_), *keys_, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            retry = []
+            for call, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    retry.append(call)
+                elif isinstance(reply, Exception):
+                    failed.append(reply)
+            if not retry:
+                break
+            for name in {name for name, _, _ in retry}:
+                script = self._scripts[name]
+                script.sha = await self.client.script_load(script.script)
+            pending = retry
+        if failed:
+            raise failed[0]
 
     @_translate
     async def release_hold(self, slot_id: str, hold_id: str) -> bool:

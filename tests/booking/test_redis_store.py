@@ -155,3 +155,37 @@ async def test_epoch_and_event_status(
     assert inv[b"remaining"] == b"7"
     load = await redis.hgetall(shared_keys.booking_load(redis_prefix, ev))
     assert load[b"active_sessions"] == b"1" and load[b"p95_ms"] == b"12.5"
+
+
+async def script_commands(redis: aioredis.Redis) -> int:
+    """SCRIPT subcommands served so far (Redis 6 counts them as one, Redis 7 apart)."""
+    stats = await redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+
+async def test_finish_confirm_in_one_round_trip_and_after_redis_lost_its_scripts(
+    store: RedisStore, redis: aioredis.Redis
+) -> None:
+    # The first round loads whatever script this Redis has not seen yet; then measure.
+    for round_, flush_scripts in enumerate((False, False, True)):
+        sid = uuid.uuid4().hex
+        voucher = uuid.uuid4().hex[:10]
+        await store.apply_slot(state(sid, cap=2))
+        assert await store.hold_slot(sid, "h1", 60_000, T0) == 1
+        assert await store.claim_resident("990001", voucher, f"{sid}.h1", 60_000) == (
+            0,
+            f"{sid}.h1",
+        )
+        if flush_scripts:
+            await redis.script_flush()  # as after a Redis restart: every script is gone
+        before = await script_commands(redis)
+        await store.finish_confirm(
+            [state(sid, cap=2, booked=1, ver=2)], sid, "h1", "990001", voucher, f"{sid}.h1"
+        )
+        after = await script_commands(redis)
+        # No SCRIPT EXISTS first; a SCRIPT LOAD only when Redis had lost the scripts.
+        if round_:
+            assert after - before == (2 if flush_scripts else 0)
+        # The booking is mirrored, the hold is gone, and so is the resident's pointer.
+        assert (await store.slot_left([sid]))[sid] == 1
+        assert await store.resident_pointer("990001", voucher) is None
