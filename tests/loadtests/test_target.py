@@ -16,6 +16,8 @@ from typing import Any
 from machiai.embedded import free_port
 from tests.machiai.test_processes import _wait_banner
 
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
+
 
 def _loadtest(
     urls: tuple[str, str], database_url: str, report_dir: Path, external_workers: int = 0
@@ -66,7 +68,7 @@ def _loadtest(
                             "-m",
                             "locust",
                             "-f",
-                            "loadtests/locustfile.py",
+                            str(LOCUSTFILE),
                             "--worker",
                             "--master-host",
                             "127.0.0.1",
