@@ -29,6 +29,7 @@ import asyncpg
 import psutil
 
 from loadtests import judge, report
+from loadtests.periodic import Periodic
 from loadtests.probe import LatencyProbe
 from loadtests.profiles import Fault, Profile
 from loadtests.seed import MUNICIPALITY, Dataset, seed_profile
@@ -350,28 +351,17 @@ def _sample_tree(pid: int, seen: dict[int, float]) -> None:
         seen[member.pid] = max(seen.get(member.pid, 0.0), times.user + times.system)
 
 
-class CpuTimeline:
+class CpuTimeline(Periodic):
     """Cumulative CPU seconds per process, read every second, to find each process's busiest
     stretch: run averages hide a process pegged at 100 % during the spike itself."""
 
     def __init__(self, read: Callable[[], dict[str, float]], interval_s: float = 1.0) -> None:
+        super().__init__(interval_s)
         self.read = read
-        self.interval_s = interval_s
         self.samples: list[tuple[float, dict[str, float]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.read()))
-            self._stop.wait(self.interval_s)
+    def tick(self) -> None:
+        self.samples.append((time.monotonic(), self.read()))
 
     def peak_share(self, window_s: float = 5.0) -> dict[str, float]:
         """Per process, the highest CPU share of one core over any ``window_s`` stretch (a

@@ -141,13 +141,18 @@ def order_inversions(journeys: Iterable[dict[str, Any]], tolerance_s: float) -> 
     return inversions
 
 
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of an ascending, non-empty sequence (nearest rank below)."""
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
 def _distribution(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
 
     def pick(q: float) -> float:
-        return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+        return quantile(ordered, q)
 
     return {
         "count": float(len(values)),

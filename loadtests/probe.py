@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from urllib.parse import urlsplit
+
+from loadtests.judge import quantile
+from loadtests.periodic import Periodic
 
 JSON = {"accept": "application/json"}
 PROBE_CLIENT = "10.255.255.254"  # its own client address (the run trusts X-Forwarded-For)
@@ -25,66 +27,60 @@ def _connect(url: str) -> tuple[http.client.HTTPConnection, str]:
     return kind(parts.netloc, timeout=10), parts.path.rstrip("/")
 
 
-class LatencyProbe:
+class LatencyProbe(Periodic):
     def __init__(
         self, waitroom_url: str, booking_url: str, event_id: str, interval_s: float = 0.05
     ) -> None:
-        self.waitroom_url = waitroom_url
-        self.booking_url = booking_url
+        super().__init__(interval_s)
         self.event_id = event_id
-        self.interval_s = interval_s
         self.samples: dict[str, list[float]] = {"waitroom status": [], "booking availability": []}
         self.failures: dict[str, int] = {name: 0 for name in self.samples}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._waitroom, self._wbase = _connect(waitroom_url)
+        self._booking, self._bbase = _connect(booking_url)
+        self._requests: list[tuple[str, http.client.HTTPConnection, str, dict[str, str]]] = []
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    def _run(self) -> None:
-        waitroom, wbase = _connect(self.waitroom_url)
-        booking, bbase = _connect(self.booking_url)
+    def setup(self) -> bool:
+        """Join the line once, as a resident of its own, retrying until the run ends."""
         ticket = None
-        while ticket is None and not self._stop.is_set():
-            ticket = self._join(waitroom, wbase)
+        while ticket is None and not self.stopping:
+            ticket = self._join(self._waitroom, self._wbase)
             if ticket is None:
-                self._stop.wait(1)
-        requests = [
+                self.pause(1)
+        self._requests = [
             (
                 "waitroom status",
-                waitroom,
-                f"{wbase}/events/{self.event_id}/status",
+                self._waitroom,
+                f"{self._wbase}/events/{self.event_id}/status",
                 {**JSON, "x-machiai-ticket": ticket or "", "x-forwarded-for": PROBE_CLIENT},
             ),
             (
                 "booking availability",
-                booking,
-                f"{bbase}/api/public/events/{self.event_id}/availability",
+                self._booking,
+                f"{self._bbase}/api/public/events/{self.event_id}/availability",
                 JSON,
             ),
         ]
-        while not self._stop.is_set():
-            for name, conn, path, headers in requests:
-                started = time.perf_counter()
-                try:
-                    conn.request("GET", path, headers=headers)
-                    response = conn.getresponse()
-                    response.read()
-                    ok = response.status < 500
-                except (OSError, http.client.HTTPException):
-                    conn.close()  # reconnects on the next request
-                    ok = False
-                if ok:
-                    self.samples[name].append((time.perf_counter() - started) * 1000)
-                else:
-                    self.failures[name] += 1
-            self._stop.wait(self.interval_s)
-        waitroom.close()
-        booking.close()
+        return ticket is not None
+
+    def tick(self) -> None:
+        for name, conn, path, headers in self._requests:
+            started = time.perf_counter()
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status < 500
+            except (OSError, http.client.HTTPException):
+                conn.close()  # reconnects on the next request
+                ok = False
+            if ok:
+                self.samples[name].append((time.perf_counter() - started) * 1000)
+            else:
+                self.failures[name] += 1
+
+    def teardown(self) -> None:
+        self._waitroom.close()
+        self._booking.close()
 
     def _join(self, conn: http.client.HTTPConnection, base: str) -> str | None:
         try:
@@ -111,7 +107,7 @@ class LatencyProbe:
             row: dict[str, float] = {"n": len(ordered), "failures": self.failures[name]}
             if ordered:
                 for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-                    row[label] = round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+                    row[label] = round(quantile(ordered, q), 1)
                 row["max"] = round(ordered[-1], 1)
             out[name] = row
         return out
