@@ -24,7 +24,6 @@ import random
 import time
 import uuid
 import zlib
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -402,14 +401,13 @@ class ClinicStaff(FastHttpUser):
             self.adjust_capacity(auth)
 
     def publish_a_day(self, auth: dict[str, str]) -> None:
-        # The day after the seeded ones (16 slots a day), mornings only; a second clinic-staff
-        # user publishing the same plan finds the slots there and skips them.
-        seeded_days = -(-int(PROFILE.get("slots", 16)) // 16)
-        day = date.fromisoformat(DATASET["first_slot_day"]) + timedelta(days=seeded_days)
+        # The day after the seeded ones, mornings only; a second clinic-staff user publishing
+        # the same plan finds the slots there and skips them.
+        day = DATASET["free_day"]
         plan = {
             "event_id": EVENT,
-            "from_date": day.isoformat(),
-            "to_date": day.isoformat(),
+            "from_date": day,
+            "to_date": day,
             "weekdays": list(range(7)),
             "opens": "09:00",
             "closes": "12:00",

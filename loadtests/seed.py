@@ -18,6 +18,7 @@ MUNICIPALITY = "990001"
 FIRST_VOUCHER = 2_000_000_000
 BIRTH_DATE = datetime(1950, 4, 1).date()
 CLINICS = 5
+SLOTS_PER_DAY = 16  # half-hour slots from 09:00, spread over the clinics
 OPERATOR_CALLS = 200  # bookings one simulated operator makes at most
 JST = timezone(timedelta(hours=9))
 
@@ -35,6 +36,7 @@ class Dataset:
     passwords: dict[str, str]
     opens_at: datetime
     first_slot_day: str  # Japan date of the first day with slots
+    free_day: str  # Japan date of the first day after the seeded slots (for publishing more)
 
 
 def staff_login(role: str) -> str:
@@ -102,11 +104,15 @@ async def seed_profile(
             for i in range(CLINICS)
         ]
         first_day = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        per_clinic = -(-profile.slots // CLINICS)
+        seeded_days = -(-per_clinic // SLOTS_PER_DAY)
         rows = []
         for i in range(profile.slots):
             clinic = clinic_ids[i % CLINICS]
             n = i // CLINICS
-            starts = first_day + timedelta(days=n // 16, hours=9, minutes=30 * (n % 16))
+            starts = first_day + timedelta(
+                days=n // SLOTS_PER_DAY, hours=9, minutes=30 * (n % SLOTS_PER_DAY)
+            )
             rows.append((clinic, event_id, starts, 30, profile.capacity_per_slot, 1, "comirnaty"))
         await conn.executemany(
             "INSERT INTO slots (clinic_id, event_id, starts_at, duration_min, capacity, "
@@ -155,4 +161,8 @@ async def seed_profile(
         passwords=passwords,
         opens_at=opens_at.astimezone(UTC),
         first_slot_day=(first_day + timedelta(hours=9)).astimezone(JST).date().isoformat(),
+        free_day=(first_day + timedelta(days=seeded_days, hours=9))
+        .astimezone(JST)
+        .date()
+        .isoformat(),
     )
