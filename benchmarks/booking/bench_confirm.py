@@ -310,8 +310,48 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60)
     raise RuntimeError("booking server did not become ready")
 
 
-async def main_async(args: argparse.Namespace, dsn: str, port: int, server_pid: int) -> None:
-    server_proc = psutil.Process(server_pid)
+class CpuMeter:
+    """CPU seconds per process group between ``start`` and ``per_booking_us``: where the
+    time of one booking goes, on each path (Postgres and Redis serve both)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: tree_cpu_s(pid) for name, pid in self.pids.items()}
+        now["load generator"] = time.process_time()
+        return now
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def per_booking_us(self, bookings: int) -> dict[str, float]:
+        after = self._now()
+        return {k: (after[k] - self.before[k]) / max(1, bookings) * 1e6 for k in after}
+
+    @staticmethod
+    def show(cpu: dict[str, float]) -> str:
+        return ", ".join(f"{name} {us:,.0f}" for name, us in cpu.items() if us >= 0.5)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (Postgres backends are children; those
+    that have exited are in the parent's children_user/children_system)."""
+    root = psutil.Process(pid)
+    total = sum(root.cpu_times()[:4])
+    for proc in root.children(recursive=True):
+        try:
+            total += sum(proc.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+async def main_async(
+    args: argparse.Namespace, dsn: str, port: int, server_pid: int, data_pids: dict[str, int]
+) -> None:
+    meter = CpuMeter({"service": server_pid, **data_pids})
     per_round = args.slots * args.capacity
     stride = 2 * per_round + 100
     residents = stride * (args.rounds + 1)
@@ -330,17 +370,21 @@ async def main_async(args: argparse.Namespace, dsn: str, port: int, server_pid: 
         raw_vouchers = vouchers[base : base + per_round + 20]
         http_vouchers = vouchers[base + per_round + 20 : base + 2 * per_round + 40]
         sessions = await open_sessions("127.0.0.1", port, http_vouchers)
+        meter.start()
         raw = await run_raw(dsn, raw_slots, raw_vouchers, args.users)
-        cpu_before = sum(server_proc.cpu_times()[:2])
+        raw_cpu = meter.per_booking_us(raw.confirmed)
+        meter.start()
         http = await run_http("127.0.0.1", port, http_slots, sessions, args.users)
-        busy = (sum(server_proc.cpu_times()[:2]) - cpu_before) / http.elapsed_s
+        http_cpu = meter.per_booking_us(http.confirmed)
+        busy = http_cpu["service"] * http.per_s / 1e6
         label = "warm-up" if n == 0 else f"round {n}"
         print(
             f"{label}: ratio {http.per_s / raw.per_s:.0%}; "
             f"raw {raw.confirmed} in {raw.elapsed_s:.2f}s = {raw.per_s:,.0f}/s; "
             f"http {http.confirmed} in {http.elapsed_s:.2f}s = {http.per_s:,.0f}/s "
-            f"(hold p99 {pct(http.hold_ms, 0.99):.1f} ms; server CPU {busy:.0%}; "
-            f"refusals {http.refused})",
+            f"(hold p99 {pct(http.hold_ms, 0.99):.1f} ms; service CPU {busy:.0%} of its core; "
+            f"refusals {http.refused})\n"
+            f"    CPU µs per booking: raw {CpuMeter.show(raw_cpu)}; http {CpuMeter.show(http_cpu)}",
             flush=True,
         )
         assert raw.confirmed == http.confirmed == per_round, "every place sold exactly once"
@@ -456,7 +500,12 @@ def main() -> None:
                 ),
                 flush=True,
             )
-            asyncio.run(bounded(main_async(args, dsn, port, server.pid), args.max_s))
+            data_pids = {
+                name: pid
+                for name, pid in (("Redis", redis_server.pid), ("Postgres", postgres.pid))
+                if pid is not None
+            }
+            asyncio.run(bounded(main_async(args, dsn, port, server.pid, data_pids), args.max_s))
         finally:
             if server is not None:
                 server.terminate()
