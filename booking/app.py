@@ -89,6 +89,7 @@ def create_app(settings: BookingSettings) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     task.result()
             await app.state.db.close()
+            await ctx.redis.aclose()
             await app.state.redis.aclose()
 
     async def openapi(request: Request) -> Response:

@@ -76,6 +76,9 @@ class Ctx:
     lanes: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
     # Session id -> monotonic time until which its liveness need not be re-read.
     live_sessions: dict[str, float] = field(default_factory=dict)
+    # Session tokens whose signature this process has checked: (session id, event id,
+    # municipality, voucher). Whether the session is still live is live_sessions' say.
+    verified_tokens: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
 
     def lane(self, municipality: str, channel: str) -> asyncio.Semaphore:
         """The booking transactions one (municipality, channel) may run at once: at most

@@ -68,7 +68,14 @@ _CODE_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
 
 def confirmation_code() -> str:
     """Eight characters without look-alikes (0/O, 1/I, 2/Z, 5/S, 8/B): easy to read by phone."""
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    # One read of the system's randomness, not one per character; bytes past the
+    # largest multiple of the alphabet's size are dropped so every letter is equally likely.
+    size = len(_CODE_ALPHABET)
+    limit = 256 - 256 % size
+    letters: list[str] = []
+    while len(letters) < 8:
+        letters.extend(_CODE_ALPHABET[b % size] for b in secrets.token_bytes(16) if b < limit)
+    return "".join(letters[:8])
 
 
 def slot_state(row: Row) -> SlotState:

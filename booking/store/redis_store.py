@@ -1,12 +1,15 @@
 """Booking's Redis: one typed wrapper per Lua script; nothing else calls EVALSHA.
 
-Scripts ship as package data, are registered once at start-up, and their
-negative replies map to :class:`Code`. Redis failures become :class:`Busy` here,
-at the store boundary.
+Scripts ship as package data and are sent by SHA (loaded again when Redis answers
+NOSCRIPT); their negative replies map to :class:`Code`. Every command goes through
+one multiplexed connection (:mod:`machiai.redis_mux`): on the hold and confirm paths
+redis.asyncio's per-command cost was the service's largest. Redis failures become
+:class:`Busy` here, at the store boundary.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -15,12 +18,12 @@ from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from booking.errors import Busy
 from booking.store import keys
 from machiai import keys as shared_keys
+from machiai.redis_mux import Arg, RedisMux
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -75,13 +78,21 @@ class Counter:
     ttl_ms: int
 
 
-class RedisStore:
-    """Typed access to booking's keys; scripts are registered once in ``__init__``."""
+@dataclass(slots=True)
+class _Script:
+    text: str
+    sha: str
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+
+class RedisStore:
+    """Typed access to booking's keys over ``wire``; ``client`` (redis.asyncio, same
+    server) is for health checks and tests that look at the keys."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, wire: RedisMux | None = None) -> None:
         self.client = client
         self.prefix = prefix
-        self._scripts: dict[str, AsyncScript] = {}
+        self.wire = wire if wire is not None else RedisMux.like(client)
+        self._scripts: dict[str, _Script] = {}
         for name in (
             "hold_slot-2",
             "claim_hold-2",
@@ -92,12 +103,22 @@ class RedisStore:
             "open_session-2",
             "hit_counter-1",
         ):
-            self._scripts[name] = client.register_script(_script_text(f"{name}.lua"))
+            text = _script_text(f"{name}.lua")
+            self._scripts[name] = _Script(text, hashlib.sha1(text.encode()).hexdigest())
 
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+    async def aclose(self) -> None:
+        await self.wire.aclose()
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Arg]) -> Any:
         expected = int(name.rsplit("-", 1)[1])
         assert len(keys_) == expected, f"{name} takes {expected} keys"
-        return await self._scripts[name](keys=list(keys_), args=list(args))
+        script = self._scripts[name]
+        try:
+            return await self.wire.execute("EVALSHA", script.sha, expected, *keys_, *args)
+        except NoScriptError:
+            # Redis restarted or was flushed of scripts: teach it again, once.
+            await self.wire.execute("SCRIPT", "LOAD", script.text)
+            return await self.wire.execute("EVALSHA", script.sha, expected, *keys_, *args)
 
     # -- slot inventory ---------------------------------------------------------------
     @_translate
@@ -156,7 +177,7 @@ class RedisStore:
         One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
         script atomic on its own tag; together they only tidy what Postgres decided)."""
         p = self.prefix
-        calls: list[tuple[str, list[str], list[Any]]] = [
+        calls: list[tuple[str, list[str], list[Arg]]] = [
             (
                 "apply_slot-2",
                 [keys.slot_inventory(p, st.slot_id), keys.slot_holds(p, st.slot_id)],
@@ -177,18 +198,20 @@ class RedisStore:
         )
         await self._pipelined_scripts(calls)
 
-    async def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> None:
-        """Run scripts in one pipelined round trip. EVALSHA is queued directly: a pipeline of
-        registered scripts first asks SCRIPT EXISTS, a second round trip on every call. A
+    async def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Arg]]]) -> None:
+        """Run scripts in one pipelined round trip (EVALSHA, no SCRIPT EXISTS first). A
         script Redis does not have (it restarted) is loaded and only those calls run again;
         each script is atomic on its own tag, so a retry never repeats one that ran."""
         pending = list(calls)
         failed: list[Exception] = []
         for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for name, keys_, args in pending:
-                pipe.evalsha(self._scripts[name].sha, len(keys_), *keys_, *args)
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self.wire.pipeline(
+                [
+                    ("EVALSHA", self._scripts[name].sha, len(keys_), *keys_, *args)
+                    for name, keys_, args in pending
+                ],
+                raise_on_error=False,
+            )
             retry = []
             for call, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
@@ -198,8 +221,7 @@ class RedisStore:
             if not retry:
                 break
             for name in {name for name, _, _ in retry}:
-                script = self._scripts[name]
-                script.sha = await self.client.script_load(script.script)
+                await self.wire.execute("SCRIPT", "LOAD", self._scripts[name].text)
             pending = retry
         if failed:
             raise failed[0]
@@ -218,11 +240,11 @@ class RedisStore:
             return {}
         now_ms = await self.now_ms()
         p = self.prefix
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[tuple[Arg, ...]] = []
         for sid in slot_ids:
-            pipe.hmget(keys.slot_inventory(p, sid), ["cap", "booked", "closed"])
-            pipe.zcount(keys.slot_holds(p, sid), f"({now_ms}", "+inf")
-        replies = await pipe.execute()
+            commands.append(("HMGET", keys.slot_inventory(p, sid), "cap", "booked", "closed"))
+            commands.append(("ZCOUNT", keys.slot_holds(p, sid), f"({now_ms}", "+inf"))
+        replies = await self.wire.pipeline(commands)
         out: dict[str, int | None] = {}
         for index, sid in enumerate(slot_ids):
             cap, booked, closed = replies[2 * index]
@@ -236,7 +258,7 @@ class RedisStore:
 
     @_translate
     async def now_ms(self) -> int:
-        seconds, micros = await self.client.time()
+        seconds, micros = await self.wire.execute("TIME")
         return int(seconds) * 1000 + int(micros) // 1000
 
     # -- resident hold pointer --------------------------------------------------------
@@ -266,7 +288,7 @@ class RedisStore:
 
     @_translate
     async def resident_pointer(self, municipality: str, voucher: str) -> str | None:
-        raw = await self.client.get(keys.resident_hold(self.prefix, municipality, voucher))
+        raw = await self.wire.execute("GET", keys.resident_hold(self.prefix, municipality, voucher))
         return None if raw is None else _text(raw)
 
     # -- sessions and throttling ------------------------------------------------------
@@ -292,17 +314,19 @@ class RedisStore:
     @_translate
     async def pass_used(self, event_id: str, pass_id: str) -> bool:
         key = shared_keys.used_passes(self.prefix, event_id)
-        return await self.client.zscore(key, pass_id) is not None
+        return await self.wire.execute("ZSCORE", key, pass_id) is not None
 
     @_translate
     async def session_expiry_ms(self, event_id: str, session_id: str) -> int | None:
         key = shared_keys.booking_sessions(self.prefix, event_id)
-        score = await self.client.zscore(key, session_id)
-        return None if score is None else int(score)
+        score = await self.wire.execute("ZSCORE", key, session_id)
+        return None if score is None else int(float(score))
 
     @_translate
     async def end_session(self, event_id: str, session_id: str) -> None:
-        await self.client.zrem(shared_keys.booking_sessions(self.prefix, event_id), session_id)
+        await self.wire.execute(
+            "ZREM", shared_keys.booking_sessions(self.prefix, event_id), session_id
+        )
 
     @_translate
     async def hit_counter(self, key: str, window_ms: int, limit: int, commit: bool) -> Counter:
@@ -317,30 +341,39 @@ class RedisStore:
     ) -> int:
         """Write the inventory and load hashes; prune lapsed sessions. Returns live sessions."""
         p = self.prefix
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zremrangebyscore(shared_keys.booking_sessions(p, event_id), "-inf", now_ms)
-        pipe.zcard(shared_keys.booking_sessions(p, event_id))
-        pipe.hset(
-            shared_keys.event_inventory(p, event_id),
-            mapping={"remaining": remaining, "updated_ms": now_ms},
+        sessions = shared_keys.booking_sessions(p, event_id)
+        replies = await self.wire.pipeline(
+            [
+                ("ZREMRANGEBYSCORE", sessions, "-inf", now_ms),
+                ("ZCARD", sessions),
+                (
+                    "HSET",
+                    shared_keys.event_inventory(p, event_id),
+                    "remaining",
+                    remaining,
+                    "updated_ms",
+                    now_ms,
+                ),
+            ]
         )
-        replies = await pipe.execute()
         live = int(replies[1])
-        await self.client.hset(
+        await self.wire.execute(
+            "HSET",
             shared_keys.booking_load(p, event_id),
-            mapping={
-                "p95_ms": round(p95_ms, 1),
-                "active_sessions": live,
-                "updated_ms": now_ms,
-            },
+            "p95_ms",
+            round(p95_ms, 1),
+            "active_sessions",
+            live,
+            "updated_ms",
+            now_ms,
         )
         return live
 
     @_translate
     async def epoch(self) -> str | None:
-        raw = await self.client.get(keys.epoch(self.prefix))
+        raw = await self.wire.execute("GET", keys.epoch(self.prefix))
         return None if raw is None else _text(raw)
 
     @_translate
     async def set_epoch(self, value: str) -> None:
-        await self.client.set(keys.epoch(self.prefix), value)
+        await self.wire.execute("SET", keys.epoch(self.prefix), value)

@@ -22,8 +22,12 @@ def settings(env_vars: dict[str, str]) -> BookingSettings:
 
 
 @pytest.fixture
-def store(redis: aioredis.Redis, redis_prefix: str) -> RedisStore:
-    return RedisStore(redis, redis_prefix)
+async def store(redis: aioredis.Redis, redis_prefix: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore(redis, redis_prefix)
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ def check_against_model(env_vars: dict[str, str]) -> None:
 
         def teardown(self) -> None:
             run(self._flush())
+            run(self.ctx.redis.aclose())
 
         async def _flush(self) -> None:
             found = [k async for k in client.scan_iter(match=self.prefix + "*", count=1000)]
