@@ -27,7 +27,7 @@ import collections
 import ssl as ssl_module
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -140,11 +140,11 @@ class RedisMux:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: float) -> RedisMux:
+    def from_url(cls, url: str, **kwargs: float) -> Self:
         return cls(dict(parse_url(url)), **kwargs)
 
     @classmethod
-    def like(cls, client: aioredis.Redis, **kwargs: float) -> RedisMux:
+    def like(cls, client: aioredis.Redis, **kwargs: float) -> Self:
         """The same server, credentials and database as a redis.asyncio client."""
         pool = client.connection_pool
         options: dict[str, Any] = dict(pool.connection_kwargs)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from booking import errors
+from booking.services import sessions
 from booking.services.context import Actor, Ctx, Resident, request_hash
 from booking.services.hold import hold_member, parse_hold_id
 from booking.store import pg, pg_booking, pg_confirm
@@ -75,8 +76,16 @@ async def confirm_booking(
     hold_id: str,
     idem: Idempotency | None = None,
     replaces: str | None = None,
+    check: sessions.LivenessCheck | None = None,
 ) -> dict[str, Any]:
-    """Turn the resident's live hold into a booking (replacing ``replaces`` if given)."""
+    """Turn the resident's live hold into a booking (replacing ``replaces`` if given).
+
+    A session liveness check owed (``check``) travels with the hold claim when there is
+    nothing to replay; a lapsed session books nothing (its claimed hold lapses on its own).
+    """
+    if idem is not None:
+        await sessions.check_live(ctx, check)
+        check = None
     first = await replay(ctx, idem)
     if first is not None:
         return first
@@ -89,7 +98,17 @@ async def confirm_booking(
     slot_id, member, claimed = "", "", int(Code.HOLD_EXPIRED)
     if parsed is not None:
         slot_id, member = parsed[0], hold_member(parsed[1], resident)
-        claimed = await ctx.redis.claim_hold(slot_id, member, ctx.settings.confirm_grace_ms)
+        grace_ms = ctx.settings.confirm_grace_ms
+        if check is None:
+            claimed = await ctx.redis.claim_hold(slot_id, member, grace_ms)
+        else:
+            s = check.session
+            claimed, expiry_ms = await ctx.redis.claim_hold_checking_session(
+                (s.event_id, s.session_id), slot_id, member, grace_ms
+            )
+            sessions.settle(ctx, check, expiry_ms)
+    else:
+        await sessions.check_live(ctx, check)
     if claimed == Code.HOLD_EXPIRED:
         # A concurrent twin of this request may have finished meanwhile: its result wins.
         again = await replay(ctx, idem)

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from booking import errors
+from booking.services import sessions
 from booking.services.context import Actor, Ctx, Resident
 from booking.services.inventory import load_slot
 from booking.store.pg import SlotMeta
@@ -56,11 +57,19 @@ async def visible_slot(ctx: Ctx, actor: Actor, slot_id: str) -> SlotMeta:
     return meta
 
 
-async def hold_slot(ctx: Ctx, actor: Actor, resident: Resident, slot_id: str) -> Hold:
+async def hold_slot(
+    ctx: Ctx,
+    actor: Actor,
+    resident: Resident,
+    slot_id: str,
+    check: sessions.LivenessCheck | None = None,
+) -> Hold:
     """Reserve one place for ``hold_ms``; invariant: at most one live hold per resident.
 
     The resident pointer is claimed first, then the slot (two hash tags, two
-    scripts); a refused slot hold deletes the pointer again.
+    scripts); a refused slot hold deletes the pointer again. A session liveness
+    check owed (``check``) travels with the pointer claim; a lapsed session
+    deletes the pointer again and holds nothing.
     """
     await visible_slot(ctx, actor, slot_id)
     token = uuid.uuid4().hex
@@ -68,9 +77,21 @@ async def hold_slot(ctx: Ctx, actor: Actor, resident: Resident, slot_id: str) ->
     member = hold_member(token, resident)
     value = hold_id
     hold_ms = ctx.settings.hold_ms
-    code, current = await ctx.redis.claim_resident(
-        resident.municipality, resident.voucher, value, hold_ms
-    )
+    if check is None:
+        code, current = await ctx.redis.claim_resident(
+            resident.municipality, resident.voucher, value, hold_ms
+        )
+    else:
+        s = check.session
+        code, current, expiry_ms = await ctx.redis.claim_resident_checking_session(
+            (s.event_id, s.session_id), resident.municipality, resident.voucher, value, hold_ms
+        )
+        try:
+            sessions.settle(ctx, check, expiry_ms)
+        except errors.SessionExpired:
+            if code == 0:
+                await ctx.redis.release_resident(resident.municipality, resident.voucher, value)
+            raise
     if code == Code.HOLD_EXISTS:
         raise errors.HoldExists(detail={"hold_id": current, "slot_id": current.partition(".")[0]})
     try:

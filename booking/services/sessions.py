@@ -112,8 +112,17 @@ async def start_session(
     return Opened(token, session, ttl_s)
 
 
-async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
-    """The live session a token names; ended or lapsed sessions grant nothing."""
+@dataclass(frozen=True, slots=True)
+class LivenessCheck:
+    """A session whose signature checked out but whose liveness Redis must still confirm;
+    hold and confirm send it along with their own first Redis command."""
+
+    token: str
+    session: Session
+
+
+def peek_session(ctx: Ctx, tokens: Tokens, token: str) -> tuple[Session, LivenessCheck | None]:
+    """The session a token names, and the liveness check still owed (None: known live)."""
     known = ctx.verified_tokens.get(token)
     if known is None:
         try:
@@ -124,15 +133,20 @@ async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
             raise errors.SessionExpired()
         known = (payload[0], payload[1], payload[2], payload[3])
     session_id, event_id, municipality, voucher = known
-    now = time.monotonic()
+    session = Session(session_id, event_id, Resident(municipality, voucher))
     cached = ctx.live_sessions.get(session_id)
-    if cached is not None and cached > now:
-        return Session(session_id, event_id, Resident(municipality, voucher))
-    expiry_ms = await ctx.redis.session_expiry_ms(event_id, session_id)
+    if cached is not None and cached > time.monotonic():
+        return session, None
+    return session, LivenessCheck(token, session)
+
+
+def settle(ctx: Ctx, check: LivenessCheck, expiry_ms: int | None) -> None:
+    """Apply Redis's answer on a session's expiry: lapsed or ended sessions grant nothing."""
+    session = check.session
     left_s = -1.0 if expiry_ms is None else expiry_ms / 1000 - time.time()
     if left_s <= 0:
-        ctx.live_sessions.pop(session_id, None)
-        ctx.verified_tokens.pop(token, None)
+        ctx.live_sessions.pop(session.session_id, None)
+        ctx.verified_tokens.pop(check.token, None)
         raise errors.SessionExpired()
     # Trust this answer briefly (never past the session's end): one Redis read per
     # session per SESSION_RECHECK_S instead of one per request. Ending a session here
@@ -140,11 +154,30 @@ async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
     if len(ctx.live_sessions) > 100_000:
         ctx.live_sessions.clear()
         ctx.verified_tokens.clear()
-    ctx.live_sessions[session_id] = now + min(SESSION_RECHECK_S, left_s)
+    ctx.live_sessions[session.session_id] = time.monotonic() + min(SESSION_RECHECK_S, left_s)
     # A string equal to one whose signature checked out is as authentic: skip the HMAC
     # next time. Its age needs no check of its own: the session it names ends with it.
-    ctx.verified_tokens[token] = known
-    return Session(session_id, event_id, Resident(municipality, voucher))
+    r = session.resident
+    ctx.verified_tokens[check.token] = (
+        session.session_id,
+        session.event_id,
+        r.municipality,
+        r.voucher,
+    )
+
+
+async def check_live(ctx: Ctx, check: LivenessCheck | None) -> None:
+    """Settle an owed liveness check on its own round trip."""
+    if check is not None:
+        s = check.session
+        settle(ctx, check, await ctx.redis.session_expiry_ms(s.event_id, s.session_id))
+
+
+async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
+    """The live session a token names; ended or lapsed sessions grant nothing."""
+    session, check = peek_session(ctx, tokens, token)
+    await check_live(ctx, check)
+    return session
 
 
 async def end_session(ctx: Ctx, session: Session) -> None:

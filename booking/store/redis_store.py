@@ -120,6 +120,25 @@ class RedisStore:
             await self.wire.execute("SCRIPT", "LOAD", script.text)
             return await self.wire.execute("EVALSHA", script.sha, expected, *keys_, *args)
 
+    async def _run_with_session_expiry(
+        self, session: tuple[str, str], name: str, keys_: Sequence[str], args: Sequence[Arg]
+    ) -> tuple[Any, int | None]:
+        """A script and the session's expiry (ms, None if unknown) in one round trip: the
+        request's liveness check rides along with its first real command."""
+        event_id, session_id = session
+        script = self._scripts[name]
+        zscore = ("ZSCORE", shared_keys.booking_sessions(self.prefix, event_id), session_id)
+        score, reply = await self.wire.pipeline(
+            [zscore, ("EVALSHA", script.sha, len(keys_), *keys_, *args)], raise_on_error=False
+        )
+        if isinstance(score, Exception):
+            raise score
+        if isinstance(reply, NoScriptError):
+            reply = await self._run(name, keys_, args)
+        elif isinstance(reply, Exception):
+            raise reply
+        return reply, None if score is None else int(float(score))
+
     # -- slot inventory ---------------------------------------------------------------
     @_translate
     async def hold_slot(self, slot_id: str, hold_id: str, hold_ms: int, now_ms: int = 0) -> int:
@@ -142,6 +161,20 @@ class RedisStore:
             [hold_id, grace_ms, now_ms],
         )
         return int(reply)
+
+    @_translate
+    async def claim_hold_checking_session(
+        self, session: tuple[str, str], slot_id: str, hold_id: str, grace_ms: int
+    ) -> tuple[int, int | None]:
+        """:meth:`claim_hold` plus the (event id, session id) session's expiry ms."""
+        p = self.prefix
+        reply, expiry = await self._run_with_session_expiry(
+            session,
+            "claim_hold-2",
+            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
+            [hold_id, grace_ms, 0],
+        )
+        return int(reply), expiry
 
     @_translate
     async def apply_slot(self, state: SlotState, drop_hold: str = "") -> bool:
@@ -274,6 +307,20 @@ class RedisStore:
         )
         code, current = cast(list[Any], reply)
         return int(code), _text(current)
+
+    @_translate
+    async def claim_resident_checking_session(
+        self, session: tuple[str, str], municipality: str, voucher: str, value: str, ttl_ms: int
+    ) -> tuple[int, str, int | None]:
+        """:meth:`claim_resident` plus the (event id, session id) session's expiry ms."""
+        reply, expiry = await self._run_with_session_expiry(
+            session,
+            "claim_resident-1",
+            [keys.resident_hold(self.prefix, municipality, voucher)],
+            [value, ttl_ms],
+        )
+        code, current = cast(list[Any], reply)
+        return int(code), _text(current), expiry
 
     @_translate
     async def release_resident(

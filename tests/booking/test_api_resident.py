@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from booking.services import availability
+from booking.services.inventory import load_slot
 from booking.settings import BookingSettings
 from machiai import keys as shared_keys
+from machiai.redis_mux import Arg, RedisMux
 from tests.booking.client import code, mint_pass, open_session, running
 from tests.booking.factory import BIRTH, World, make_slot, voucher
 
@@ -283,6 +286,80 @@ async def test_session_ended_by_another_process_is_refused_after_recheck(
             app.state.ctx.live_sessions[session_id] = 0.0
         r = await client.get("/api/bookings", headers=auth)
         assert r.status_code == 401 and code(r) == "session_expired"
+
+
+class CountingMux(RedisMux):
+    """Counts round trips (a pipeline is one)."""
+
+    trips = 0
+
+    async def execute(self, *args: Arg) -> Any:
+        self.trips += 1
+        return await super().execute(*args)
+
+    async def pipeline(self, commands: Any, *, raise_on_error: bool = True) -> list[Any]:
+        self.trips += 1
+        return await super().pipeline(commands, raise_on_error=raise_on_error)
+
+
+async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
+    settings: BookingSettings,
+    db: asyncpg.Pool,
+    world: World,
+    redis: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    """A due liveness check rides with the pointer claim (hold) and the hold claim
+    (confirm); a session ended elsewhere still holds and books nothing."""
+    async with db.acquire() as conn:
+        sid = await make_slot(conn, world.clinic_id, world.event_id, 2)
+    sessions_key = shared_keys.booking_sessions(redis_prefix, world.event_id)
+    async with running(settings) as (app, client):
+        ctx = app.state.ctx
+        counting = CountingMux.like(redis)
+        await ctx.redis.wire.aclose()
+        ctx.redis.wire = counting
+
+        def forget() -> None:  # as after SESSION_RECHECK_S: the next request asks Redis
+            for session_id in list(ctx.live_sessions):
+                ctx.live_sessions[session_id] = 0.0
+
+        auth = await open_session(client, settings, world.event_id, voucher(21), BIRTH.isoformat())
+        assert await load_slot(ctx, sid)  # mirrored in Redis before counting
+        forget()
+        counting.trips = 0
+        held = await client.post("/api/holds", json={"slot_id": sid}, headers=auth)
+        assert held.status_code == 201, held.text
+        assert counting.trips == 2  # (session + pointer), slot
+        forget()
+        counting.trips = 0
+        booked = await client.post(
+            "/api/bookings", json={"hold_id": held.json()["hold_id"]}, headers=auth
+        )
+        assert booked.status_code == 201, booked.text
+        assert counting.trips == 2  # (session + hold claim), tidy-up
+
+        # Ended by another process: refused at the next check, and nothing is left behind.
+        other = await open_session(client, settings, world.event_id, voucher(22), BIRTH.isoformat())
+        held = await client.post("/api/holds", json={"slot_id": sid}, headers=other)
+        assert held.status_code == 201, held.text
+        await redis.delete(sessions_key)
+        forget()
+        r = await client.post(
+            "/api/bookings", json={"hold_id": held.json()["hold_id"]}, headers=other
+        )
+        assert r.status_code == 401 and code(r) == "session_expired", r.text
+        r = await client.post("/api/holds", json={"slot_id": sid}, headers=other)
+        assert r.status_code == 401 and code(r) == "session_expired", r.text
+        third = await open_session(client, settings, world.event_id, voucher(23), BIRTH.isoformat())
+        await redis.delete(sessions_key)
+        forget()
+        r = await client.post("/api/holds", json={"slot_id": sid}, headers=third)
+        assert r.status_code == 401 and code(r) == "session_expired", r.text
+        pointer = await ctx.redis.resident_pointer(world.municipality, voucher(23))
+        assert pointer is None  # the pointer claimed alongside the check was given back
+        await counting.aclose()
+    assert await db.fetchval("SELECT count(*) FROM bookings") == 1
 
 
 async def test_searches_at_once_share_one_read_of_the_counts(
