@@ -153,10 +153,11 @@ class RedisMux:
 
     async def execute(self, *args: Arg) -> Any:
         """One command; its reply (bytes, int, list, None), or raises ``RedisError``."""
+        loop = asyncio.get_running_loop()
         proto = self._proto
-        if proto is None or proto.closed or self._loop is not asyncio.get_running_loop():
-            proto = await self._connect()
-        future: asyncio.Future[Any] = self._loop.create_future()  # type: ignore[union-attr]
+        if proto is None or proto.closed or self._loop is not loop:
+            proto = await self._connect(loop)
+        future: asyncio.Future[Any] = loop.create_future()
         proto.send(_pack(args), (future,))
         return await future
 
@@ -166,11 +167,10 @@ class RedisMux:
         """Several commands in one write; replies in order (errors as values if asked)."""
         if not commands:
             return []
+        loop = asyncio.get_running_loop()
         proto = self._proto
-        if proto is None or proto.closed or self._loop is not asyncio.get_running_loop():
-            proto = await self._connect()
-        loop = self._loop
-        assert loop is not None
+        if proto is None or proto.closed or self._loop is not loop:
+            proto = await self._connect(loop)
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
         proto.send(b"".join(_pack(c) for c in commands), futures)
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -181,10 +181,9 @@ class RedisMux:
                 raise result
         return list(results)
 
-    async def _connect(self) -> _Protocol:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         if self._closed:
             raise RedisConnectionError("Redis client is closed")
-        loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop, self._connecting = loop, asyncio.Lock()
         elif self._loop is not loop:

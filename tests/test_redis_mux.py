@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -46,6 +47,28 @@ async def test_every_concurrent_caller_gets_its_own_reply(
 
     await asyncio.gather(*(one(i) for i in range(2000)))
     assert await redis.get(f"{redis_prefix}sum") == str(sum(range(2000))).encode()
+
+
+async def test_commands_of_one_loop_turn_go_out_in_one_write(mux: RedisMux) -> None:
+    assert await mux.execute("PING") == b"PONG"  # connected
+    proto = mux._proto
+    assert proto is not None and proto.transport is not None
+    real = proto.transport
+    writes: list[bytes] = []
+
+    class Recording:
+        def write(self, data: bytes) -> None:
+            writes.append(data)
+            real.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    proto.transport = cast(asyncio.Transport, Recording())
+    replies = await asyncio.gather(*(mux.execute("ECHO", str(i)) for i in range(200)))
+    assert replies == [str(i).encode() for i in range(200)]
+    assert len(writes) == 1  # 200 callers, one syscall
+    proto.transport = real
 
 
 async def test_pipeline_keeps_order_and_reports_errors_in_place(

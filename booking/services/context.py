@@ -7,13 +7,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from booking.settings import BookingSettings
 from booking.store.pg import SlotMeta, acquire, fetch_slot_meta
 from booking.store.redis_store import RedisStore
+
+if TYPE_CHECKING:
+    from booking.services.sessions import Session
 
 
 class Channel(StrEnum):
@@ -76,9 +79,9 @@ class Ctx:
     lanes: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
     # Session id -> monotonic time until which its liveness need not be re-read.
     live_sessions: dict[str, float] = field(default_factory=dict)
-    # Session tokens whose signature this process has checked: (session id, event id,
-    # municipality, voucher). Whether the session is still live is live_sessions' say.
-    verified_tokens: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
+    # Session tokens whose signature this process has checked, and the session each
+    # names. Whether that session is still live is live_sessions' say.
+    verified_tokens: dict[str, Session] = field(default_factory=dict)
 
     def lane(self, municipality: str, channel: str) -> asyncio.Semaphore:
         """The booking transactions one (municipality, channel) may run at once: at most

@@ -123,18 +123,17 @@ class LivenessCheck:
 
 def peek_session(ctx: Ctx, tokens: Tokens, token: str) -> tuple[Session, LivenessCheck | None]:
     """The session a token names, and the liveness check still owed (None: known live)."""
-    known = ctx.verified_tokens.get(token)
-    if known is None:
+    session = ctx.verified_tokens.get(token)
+    if session is None:
         try:
             payload, _ = tokens.session.loads(token, ctx.settings.session_ttl_s)
         except TokenError:
             raise errors.SessionExpired() from None
         if len(payload) != 4 or not all(isinstance(p, str) for p in payload):
             raise errors.SessionExpired()
-        known = (payload[0], payload[1], payload[2], payload[3])
-    session_id, event_id, municipality, voucher = known
-    session = Session(session_id, event_id, Resident(municipality, voucher))
-    cached = ctx.live_sessions.get(session_id)
+        session_id, event_id, municipality, voucher = payload
+        session = Session(session_id, event_id, Resident(municipality, voucher))
+    cached = ctx.live_sessions.get(session.session_id)
     if cached is not None and cached > time.monotonic():
         return session, None
     return session, LivenessCheck(token, session)
@@ -157,13 +156,7 @@ def settle(ctx: Ctx, check: LivenessCheck, expiry_ms: int | None) -> None:
     ctx.live_sessions[session.session_id] = time.monotonic() + min(SESSION_RECHECK_S, left_s)
     # A string equal to one whose signature checked out is as authentic: skip the HMAC
     # next time. Its age needs no check of its own: the session it names ends with it.
-    r = session.resident
-    ctx.verified_tokens[check.token] = (
-        session.session_id,
-        session.event_id,
-        r.municipality,
-        r.voucher,
-    )
+    ctx.verified_tokens[check.token] = session
 
 
 async def check_live(ctx: Ctx, check: LivenessCheck | None) -> None:

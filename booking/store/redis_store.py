@@ -88,10 +88,10 @@ class RedisStore:
     """Typed access to booking's keys over ``wire``; ``client`` (redis.asyncio, same
     server) is for health checks and tests that look at the keys."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, wire: RedisMux | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self.wire = wire if wire is not None else RedisMux.like(client)
+        self.wire = RedisMux.like(client)
         self._scripts: dict[str, _Script] = {}
         for name in (
             "hold_slot-2",

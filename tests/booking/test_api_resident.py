@@ -302,6 +302,29 @@ class CountingMux(RedisMux):
         return await super().pipeline(commands, raise_on_error=raise_on_error)
 
 
+async def test_a_token_once_verified_does_not_vouch_for_a_tampered_one(
+    settings: BookingSettings, world: World
+) -> None:
+    """The signature check is skipped only for the very string that passed it."""
+    async with running(settings) as (app, client):
+        auth = await open_session(client, settings, world.event_id, voucher(24), BIRTH.isoformat())
+        assert (await client.get("/api/bookings", headers=auth)).status_code == 200
+        assert len(app.state.ctx.verified_tokens) == 1
+        token = auth["Authorization"].removeprefix("Bearer ")
+        payload, _, signed = token.partition(".")
+        other = await open_session(client, settings, world.event_id, voucher(25), BIRTH.isoformat())
+        other_payload = other["Authorization"].removeprefix("Bearer ").partition(".")[0]
+        flipped = signed[:-1] + ("A" if signed[-1] != "A" else "B")
+        for forged in (f"{payload}.{flipped}", f"{other_payload}.{signed}", token + "x"):
+            r = await client.post(
+                "/api/holds",
+                json={"slot_id": str(uuid.uuid4())},
+                headers={"Authorization": f"Bearer {forged}"},
+            )
+            assert r.status_code == 401 and code(r) == "session_expired", (forged, r.text)
+        assert len(app.state.ctx.verified_tokens) == 1
+
+
 async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
     settings: BookingSettings,
     db: asyncpg.Pool,
