@@ -95,7 +95,10 @@ class Env:
         if parts.scheme not in schemes:
             allowed = ", ".join(f"{s}://" for s in schemes)
             raise SettingsError(f"{name} must start with one of {allowed}, got {parts.scheme!r}")
-        if not parts.hostname and "host=" not in parts.query:
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise SettingsError(f"{name} has no socket path: {value!r}")
+        elif not parts.hostname and "host=" not in parts.query:
             raise SettingsError(f"{name} has no host: {value!r}")
         return value
 

@@ -30,6 +30,7 @@ def base(tmp_path: Path, **extra: str) -> dict[str, str]:
         ({"REDIS_URL": ""}, "REDIS_URL"),
         ({"DATABASE_URL": ""}, "DATABASE_URL"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"REDIS_URL": "unix://"}, "REDIS_URL"),
         ({"DATABASE_URL": "mysql://x/db"}, "DATABASE_URL"),
         ({"DATABASE_URL": "postgresql:///db"}, "DATABASE_URL"),
         ({"MACHIAI_ENV": "staging"}, "MACHIAI_ENV"),
@@ -59,6 +60,11 @@ def test_booking_errors_name_the_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=names):
         BookingSettings.from_env(base(tmp_path, **override))
+
+
+def test_redis_over_a_unix_socket_is_accepted(tmp_path: Path) -> None:
+    url = "unix:///run/redis/redis.sock?db=2"
+    assert core_settings(Env(base(tmp_path, REDIS_URL=url))).redis_url == url
 
 
 def test_waitroom_rejects_bad_booking_url(tmp_path: Path) -> None:
