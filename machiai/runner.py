@@ -64,6 +64,9 @@ def spawn_service(spec: ServiceSpec, host: str, env: Mapping[str, str]) -> subpr
         "--port",
         str(spec.port),
         "--no-access-log",
+        # The client address is the app's business (WAITROOM_/BOOKING_TRUST_FORWARDED):
+        # uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1 on its own.
+        "--no-proxy-headers",
         "--lifespan",
         "on",
         "--timeout-graceful-shutdown",

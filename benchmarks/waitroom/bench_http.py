@@ -176,7 +176,7 @@ class Server:
         argv = [
             *pin(0), sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
             "--port", str(self.port), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
+            "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
         ]  # fmt: skip
         self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
         self.pid = self.process.pid  # taskset execs python: the same process
