@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ssl as ssl_module
 import time
 from collections.abc import Sequence
@@ -173,13 +174,24 @@ class RedisMux:
             proto = await self._connect(loop)
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
         proto.send(b"".join(_pack(c) for c in commands), futures)
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for result in results:
-            if isinstance(result, (RedisConnectionError, RedisTimeoutError)) or (
-                raise_on_error and isinstance(result, BaseException)
+        # Replies resolve futures in send order and a lost connection fails them in that
+        # order too, so once the last is done all are: one wait, no gather machinery.
+        try:
+            with contextlib.suppress(Exception):
+                await futures[-1]
+        except BaseException:
+            for future in futures:
+                future.cancel()  # cancelled caller: its replies are consumed unseen
+            raise
+        results: list[Any] = []
+        for future in futures:
+            error = future.exception()
+            if isinstance(error, (RedisConnectionError, RedisTimeoutError)) or (
+                raise_on_error and error is not None
             ):
-                raise result
-        return list(results)
+                raise error
+            results.append(future.result() if error is None else error)
+        return results
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         if self._closed:
