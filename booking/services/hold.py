@@ -66,36 +66,32 @@ async def hold_slot(
 ) -> Hold:
     """Reserve one place for ``hold_ms``; invariant: at most one live hold per resident.
 
-    The resident pointer is claimed first, then the slot (two hash tags, two
-    scripts); a refused slot hold deletes the pointer again. A session liveness
-    check owed (``check``) travels with the pointer claim; a lapsed session
-    deletes the pointer again and holds nothing.
+    The resident pointer and the slot hold are two scripts on two hash tags, sent in
+    one round trip (with the session liveness check when one is owed). The pointer
+    decides: a refused pointer gives its slot hold straight back (that hold's id was
+    never told to anyone, so it cannot be confirmed meanwhile); a refused slot hold or
+    a lapsed session gives the pointer back.
     """
     await visible_slot(ctx, actor, slot_id)
     token = uuid.uuid4().hex
     hold_id = public_hold_id(slot_id, token)
     member = hold_member(token, resident)
-    value = hold_id
     hold_ms = ctx.settings.hold_ms
-    if check is None:
-        code, current = await ctx.redis.claim_resident(
-            resident.municipality, resident.voucher, value, hold_ms
-        )
-    else:
-        s = check.session
-        code, current, expiry_ms = await ctx.redis.claim_resident_checking_session(
-            (s.event_id, s.session_id), resident.municipality, resident.voucher, value, hold_ms
-        )
-        try:
-            sessions.settle(ctx, check, expiry_ms)
-        except errors.SessionExpired:
-            if code == 0:
-                await ctx.redis.release_resident(resident.municipality, resident.voucher, value)
-            raise
-    if code == Code.HOLD_EXISTS:
-        raise errors.HoldExists(detail={"hold_id": current, "slot_id": current.partition(".")[0]})
+    who = (resident.municipality, resident.voucher)
+    session = None if check is None else (check.session.event_id, check.session.session_id)
+    attempt = await ctx.redis.claim_resident_and_hold(
+        who, hold_id, slot_id, member, hold_ms, session
+    )
+    left = attempt.left
+    pointer_taken = attempt.pointer_code == 0
     try:
-        left = await ctx.redis.hold_slot(slot_id, member, hold_ms)
+        if check is not None:
+            sessions.settle(ctx, check, attempt.session_expiry_ms)
+        if not pointer_taken:
+            current = attempt.current_pointer
+            raise errors.HoldExists(
+                detail={"hold_id": current, "slot_id": current.partition(".")[0]}
+            )
         for _ in range(3):
             if left != Code.NOT_LOADED:
                 break
@@ -108,7 +104,10 @@ async def hold_slot(
         if left < 0:
             raise _SLOT_ERRORS.get(left, errors.SlotFull)()
     except BaseException:
-        await ctx.redis.release_resident(resident.municipality, resident.voucher, value)
+        if left >= 0:
+            await ctx.redis.release_hold(slot_id, member)
+        if pointer_taken:
+            await ctx.redis.release_resident(resident.municipality, resident.voucher, hold_id)
         raise
     if left == 0:
         ctx.inventory_changed.set()

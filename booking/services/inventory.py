@@ -27,6 +27,9 @@ async def load_slot(ctx: Ctx, slot_id: str) -> bool:
 
 async def rebuild_inventory(ctx: Ctx) -> int:
     """Mirror every slot of events not yet over, then mark the epoch. Returns slots written."""
+    # A Redis that lost its data lost its scripts too: teach them first, so the first
+    # requests of a surge do not each meet NOSCRIPT and load them again.
+    await ctx.redis.load_scripts()
     async with pg.acquire(ctx.pool) as conn:
         states = await pg.slot_states(conn)
     for state in states:

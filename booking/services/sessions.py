@@ -109,6 +109,9 @@ async def start_session(
     if opened == Code.PASS_USED:
         raise errors.PassUsed()
     token = tokens.session.dumps([session.session_id, session.event_id, municipality, voucher])
+    # Minted and registered here, just now: this process needs neither the signature
+    # check nor the liveness read on the resident's next request.
+    _trust(ctx, token, session, ttl_s)
     return Opened(token, session, ttl_s)
 
 
@@ -147,7 +150,12 @@ def settle(ctx: Ctx, check: LivenessCheck, expiry_ms: int | None) -> None:
         ctx.live_sessions.pop(session.session_id, None)
         ctx.verified_tokens.pop(check.token, None)
         raise errors.SessionExpired()
-    # Trust this answer briefly (never past the session's end): one Redis read per
+    _trust(ctx, check.token, session, left_s)
+
+
+def _trust(ctx: Ctx, token: str, session: Session, left_s: float) -> None:
+    """Remember a live session and its authentic token for this process."""
+    # Trust the answer briefly (never past the session's end): one Redis read per
     # session per SESSION_RECHECK_S instead of one per request. Ending a session here
     # takes effect at once; ended elsewhere, within SESSION_RECHECK_S.
     if len(ctx.live_sessions) > 100_000:
@@ -156,7 +164,7 @@ def settle(ctx: Ctx, check: LivenessCheck, expiry_ms: int | None) -> None:
     ctx.live_sessions[session.session_id] = time.monotonic() + min(SESSION_RECHECK_S, left_s)
     # A string equal to one whose signature checked out is as authentic: skip the HMAC
     # next time. Its age needs no check of its own: the session it names ends with it.
-    ctx.verified_tokens[check.token] = session
+    ctx.verified_tokens[token] = session
 
 
 async def check_live(ctx: Ctx, check: LivenessCheck | None) -> None:

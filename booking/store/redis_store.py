@@ -51,8 +51,15 @@ def _translate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return inner
 
 
+ScriptCall = tuple[str, Sequence[str], Sequence[Arg]]  # script name, keys, args
+
+
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _expiry(score: Any) -> int | None:
+    return None if score is None else int(float(score))
 
 
 def _script_text(name: str) -> str:
@@ -70,6 +77,18 @@ class SlotState:
     closed: bool
     from_ms: int
     until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldAttempt:
+    """What :meth:`RedisStore.claim_resident_and_hold` found: the pointer claim (0 or
+    ``HOLD_EXISTS`` with the live pointer), the slot hold (places left or a negative
+    :class:`Code`) and the session's expiry ms (None: unknown or not asked)."""
+
+    pointer_code: int
+    current_pointer: str
+    left: int
+    session_expiry_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +128,11 @@ class RedisStore:
     async def aclose(self) -> None:
         await self.wire.aclose()
 
+    @_translate
+    async def load_scripts(self) -> None:
+        """Teach Redis every script (one pipelined round trip)."""
+        await self.wire.pipeline([("SCRIPT", "LOAD", s.text) for s in self._scripts.values()])
+
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Arg]) -> Any:
         expected = int(name.rsplit("-", 1)[1])
         assert len(keys_) == expected, f"{name} takes {expected} keys"
@@ -125,19 +149,43 @@ class RedisStore:
     ) -> tuple[Any, int | None]:
         """A script and the session's expiry (ms, None if unknown) in one round trip: the
         request's liveness check rides along with its first real command."""
+        score, reply = await self._pipeline([(name, keys_, args)], self._session_zscore(session))
+        for value in (score, reply):
+            if isinstance(value, Exception):
+                raise value
+        return reply, _expiry(score)
+
+    def _session_zscore(self, session: tuple[str, str] | None) -> list[tuple[Arg, ...]]:
+        if session is None:
+            return []
         event_id, session_id = session
-        script = self._scripts[name]
-        zscore = ("ZSCORE", shared_keys.booking_sessions(self.prefix, event_id), session_id)
-        score, reply = await self.wire.pipeline(
-            [zscore, ("EVALSHA", script.sha, len(keys_), *keys_, *args)], raise_on_error=False
-        )
-        if isinstance(score, Exception):
-            raise score
-        if isinstance(reply, NoScriptError):
-            reply = await self._run(name, keys_, args)
-        elif isinstance(reply, Exception):
-            raise reply
-        return reply, None if score is None else int(float(score))
+        return [("ZSCORE", shared_keys.booking_sessions(self.prefix, event_id), session_id)]
+
+    async def _pipeline(
+        self, calls: Sequence[ScriptCall], head: Sequence[tuple[Arg, ...]] = ()
+    ) -> list[Any]:
+        """Plain commands ``head``, then scripts, in one round trip (EVALSHA, no SCRIPT
+        EXISTS first); replies in order, errors as values. A script Redis does not have
+        (it restarted) is loaded and only those calls run again; each script is atomic
+        on its own tag, so a retry never repeats one that ran."""
+        commands = [*head, *(self._evalsha(call) for call in calls)]
+        replies = await self.wire.pipeline(commands, raise_on_error=False)
+        missing = [
+            i for i, reply in enumerate(replies[len(head) :]) if isinstance(reply, NoScriptError)
+        ]
+        if missing:
+            for name in {calls[i][0] for i in missing}:
+                await self.wire.execute("SCRIPT", "LOAD", self._scripts[name].text)
+            again = await self.wire.pipeline(
+                [self._evalsha(calls[i]) for i in missing], raise_on_error=False
+            )
+            for i, reply in zip(missing, again, strict=True):
+                replies[len(head) + i] = reply
+        return replies
+
+    def _evalsha(self, call: ScriptCall) -> tuple[Arg, ...]:
+        name, keys_, args = call
+        return ("EVALSHA", self._scripts[name].sha, len(keys_), *keys_, *args)
 
     # -- slot inventory ---------------------------------------------------------------
     @_translate
@@ -210,7 +258,7 @@ class RedisStore:
         One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
         script atomic on its own tag; together they only tidy what Postgres decided)."""
         p = self.prefix
-        calls: list[tuple[str, list[str], list[Arg]]] = [
+        calls: list[ScriptCall] = [
             (
                 "apply_slot-2",
                 [keys.slot_inventory(p, st.slot_id), keys.slot_holds(p, st.slot_id)],
@@ -229,35 +277,9 @@ class RedisStore:
         calls.append(
             ("release_resident-1", [keys.resident_hold(p, municipality, voucher)], [pointer, 0])
         )
-        await self._pipelined_scripts(calls)
-
-    async def _pipelined_scripts(self, calls: Sequence[tuple[str, list[str], list[Arg]]]) -> None:
-        """Run scripts in one pipelined round trip (EVALSHA, no SCRIPT EXISTS first). A
-        script Redis does not have (it restarted) is loaded and only those calls run again;
-        each script is atomic on its own tag, so a retry never repeats one that ran."""
-        pending = list(calls)
-        failed: list[Exception] = []
-        for attempt in range(2):
-            replies = await self.wire.pipeline(
-                [
-                    ("EVALSHA", self._scripts[name].sha, len(keys_), *keys_, *args)
-                    for name, keys_, args in pending
-                ],
-                raise_on_error=False,
-            )
-            retry = []
-            for call, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
-                    retry.append(call)
-                elif isinstance(reply, Exception):
-                    failed.append(reply)
-            if not retry:
-                break
-            for name in {name for name, _, _ in retry}:
-                await self.wire.execute("SCRIPT", "LOAD", self._scripts[name].text)
-            pending = retry
-        if failed:
-            raise failed[0]
+        for reply in await self._pipeline(calls):
+            if isinstance(reply, Exception):
+                raise reply
 
     @_translate
     async def release_hold(self, slot_id: str, hold_id: str) -> bool:
@@ -309,18 +331,53 @@ class RedisStore:
         return int(code), _text(current)
 
     @_translate
-    async def claim_resident_checking_session(
-        self, session: tuple[str, str], municipality: str, voucher: str, value: str, ttl_ms: int
-    ) -> tuple[int, str, int | None]:
-        """:meth:`claim_resident` plus the (event id, session id) session's expiry ms."""
-        reply, expiry = await self._run_with_session_expiry(
-            session,
-            "claim_resident-1",
-            [keys.resident_hold(self.prefix, municipality, voucher)],
-            [value, ttl_ms],
+    async def claim_resident_and_hold(
+        self,
+        resident: tuple[str, str],
+        pointer: str,
+        slot_id: str,
+        hold_id: str,
+        hold_ms: int,
+        session: tuple[str, str] | None = None,
+    ) -> HoldAttempt:
+        """claim_resident-1 and hold_slot-2 (and, when ``session`` is given, that
+        session's expiry) sent together: one round trip where the common case took two.
+
+        The two scripts live on different tags, so each runs on its own; the caller
+        gives back whichever half it cannot use (a slot hold whose pointer was refused
+        is never returned to anyone, so nobody can confirm it). A Redis error in either
+        half gives back the other half here and raises."""
+        municipality, voucher = resident
+        p = self.prefix
+        pointer_key = keys.resident_hold(p, municipality, voucher)
+        head = self._session_zscore(session)
+        replies = await self._pipeline(
+            [
+                ("claim_resident-1", [pointer_key], [pointer, hold_ms]),
+                (
+                    "hold_slot-2",
+                    [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
+                    [hold_id, hold_ms, 0],
+                ),
+            ],
+            head,
         )
-        code, current = cast(list[Any], reply)
-        return int(code), _text(current), expiry
+        score = replies[0] if head else None
+        claimed, held = replies[-2:]
+        failure = next((r for r in (score, claimed, held) if isinstance(r, Exception)), None)
+        if failure is not None:
+            if not isinstance(held, Exception) and int(held) >= 0:
+                await self._run("release_hold-1", [keys.slot_holds(p, slot_id)], [hold_id])
+            if not isinstance(claimed, Exception) and int(claimed[0]) == 0:
+                await self._run("release_resident-1", [pointer_key], [pointer, 0])
+            raise failure
+        code, current = cast(list[Any], claimed)
+        return HoldAttempt(
+            pointer_code=int(code),
+            current_pointer=_text(current),
+            left=int(held),
+            session_expiry_ms=_expiry(score),
+        )
 
     @_translate
     async def release_resident(
@@ -366,8 +423,7 @@ class RedisStore:
     @_translate
     async def session_expiry_ms(self, event_id: str, session_id: str) -> int | None:
         key = shared_keys.booking_sessions(self.prefix, event_id)
-        score = await self.wire.execute("ZSCORE", key, session_id)
-        return None if score is None else int(float(score))
+        return _expiry(await self.wire.execute("ZSCORE", key, session_id))
 
     @_translate
     async def end_session(self, event_id: str, session_id: str) -> None:

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from booking.services import availability
 from booking.services.inventory import load_slot
 from booking.settings import BookingSettings
+from booking.store import keys
 from machiai import keys as shared_keys
 from machiai.redis_mux import Arg, RedisMux
 from tests.booking.client import code, mint_pass, open_session, running
@@ -309,12 +310,15 @@ async def test_a_token_once_verified_does_not_vouch_for_a_tampered_one(
     async with running(settings) as (app, client):
         auth = await open_session(client, settings, world.event_id, voucher(24), BIRTH.isoformat())
         assert (await client.get("/api/bookings", headers=auth)).status_code == 200
-        assert len(app.state.ctx.verified_tokens) == 1
         token = auth["Authorization"].removeprefix("Bearer ")
+        assert set(app.state.ctx.verified_tokens) == {token}  # minted here: trusted
         payload, _, signed = token.partition(".")
         other = await open_session(client, settings, world.event_id, voucher(25), BIRTH.isoformat())
         other_payload = other["Authorization"].removeprefix("Bearer ").partition(".")[0]
-        flipped = signed[:-1] + ("A" if signed[-1] != "A" else "B")
+        trusted = dict(app.state.ctx.verified_tokens)
+        # The MAC's first character: all its bits count (the last one's low bits do not).
+        stamp, _, mac = signed.partition(".")
+        flipped = f"{stamp}.{'A' if mac[0] != 'A' else 'B'}{mac[1:]}"
         for forged in (f"{payload}.{flipped}", f"{other_payload}.{signed}", token + "x"):
             r = await client.post(
                 "/api/holds",
@@ -322,7 +326,12 @@ async def test_a_token_once_verified_does_not_vouch_for_a_tampered_one(
                 headers={"Authorization": f"Bearer {forged}"},
             )
             assert r.status_code == 401 and code(r) == "session_expired", (forged, r.text)
-        assert len(app.state.ctx.verified_tokens) == 1
+        assert app.state.ctx.verified_tokens == trusted
+        # Another worker process knows neither: it checks the signature and Redis itself.
+        app.state.ctx.verified_tokens.clear()
+        app.state.ctx.live_sessions.clear()
+        assert (await client.get("/api/bookings", headers=auth)).status_code == 200
+        assert set(app.state.ctx.verified_tokens) == {token}
 
 
 async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
@@ -349,11 +358,12 @@ async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
 
         auth = await open_session(client, settings, world.event_id, voucher(21), BIRTH.isoformat())
         assert await load_slot(ctx, sid)  # mirrored in Redis before counting
+        await ctx.redis.load_scripts()  # as after start, whatever ran before in this Redis
         forget()
         counting.trips = 0
         held = await client.post("/api/holds", json={"slot_id": sid}, headers=auth)
         assert held.status_code == 201, held.text
-        assert counting.trips == 2  # (session + pointer), slot
+        assert counting.trips == 1  # session + pointer + slot, one pipeline
         forget()
         counting.trips = 0
         booked = await client.post(
@@ -381,6 +391,8 @@ async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
         assert r.status_code == 401 and code(r) == "session_expired", r.text
         pointer = await ctx.redis.resident_pointer(world.municipality, voucher(23))
         assert pointer is None  # the pointer claimed alongside the check was given back
+        holders = await redis.zrange(keys.slot_holds(redis_prefix, sid), 0, -1)
+        assert [m for m in holders if voucher(23) in str(m)] == []  # and the place
         await counting.aclose()
     assert await db.fetchval("SELECT count(*) FROM bookings") == 1
 
@@ -446,3 +458,35 @@ async def test_search_lists_slots_with_places_left_soonest_first(
         )
         assert [s["slot_id"] for s in narrowed.json()["slots"]] == [slots[3]]
         assert narrowed.json()["more"] is False
+
+
+async def test_a_second_hold_is_refused_and_takes_no_place_even_for_a_moment_after(
+    settings: BookingSettings,
+    db: asyncpg.Pool,
+    world: World,
+    redis: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    """The pointer and the slot hold travel together; a refused pointer gives its slot
+    hold back before the answer, so a resident racing holds on many slots ends with one
+    hold and every other place free."""
+    async with db.acquire() as conn:
+        slots = [await make_slot(conn, world.clinic_id, world.event_id, 1) for _ in range(8)]
+    async with running(settings) as (_, client):
+        auth = await open_session(client, settings, world.event_id, voucher(31), BIRTH.isoformat())
+        responses = await asyncio.gather(
+            *[client.post("/api/holds", json={"slot_id": sid}, headers=auth) for sid in slots * 5]
+        )
+        won = [r for r in responses if r.status_code == 201]
+        assert len(won) == 1, [r.text for r in responses if r.status_code != 409]
+        assert all(code(r) == "hold_exists" for r in responses if r.status_code != 201)
+        held_slot = won[0].json()["slot_id"]
+        live = {sid: await redis.zcard(keys.slot_holds(redis_prefix, sid)) for sid in slots}
+        assert live == {sid: int(sid == held_slot) for sid in slots}
+        # Every other slot's one place is there for someone else at once.
+        other = await open_session(client, settings, world.event_id, voucher(32), BIRTH.isoformat())
+        free = next(sid for sid in slots if sid != held_slot)
+        r = await client.post("/api/holds", json={"slot_id": free}, headers=other)
+        assert r.status_code == 201, r.text
+        r = await client.post("/api/holds", json={"slot_id": held_slot}, headers=other)
+        assert r.status_code == 409 and code(r) == "hold_exists", r.text

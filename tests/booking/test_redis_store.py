@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis.asyncio as aioredis
 
+from booking.errors import Busy
 from booking.store import keys
 from booking.store.redis_store import Code, RedisStore, SlotState
 from machiai import keys as shared_keys
@@ -189,3 +191,52 @@ async def test_finish_confirm_in_one_round_trip_and_after_redis_lost_its_scripts
         # The booking is mirrored, the hold is gone, and so is the resident's pointer.
         assert (await store.slot_left([sid]))[sid] == 1
         assert await store.resident_pointer("990001", voucher) is None
+
+
+async def test_claim_resident_and_hold_in_one_round_trip(
+    store: RedisStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    """Both halves and the session's expiry come back together; a Redis error in either
+    half gives the other back; scripts Redis lost are loaded again."""
+    sid = uuid.uuid4().hex
+    await store.apply_slot(SlotState(sid, 1, 1, 0, False, 0, 4_000_000_000_000))
+    who = ("131001", "0000000101")
+    first = await store.claim_resident_and_hold(who, f"{sid}.a", sid, "a:r", 60_000)
+    assert (first.pointer_code, first.left, first.session_expiry_ms) == (0, 0, None)
+    again = await store.claim_resident_and_hold(who, f"{sid}.b", sid, "b:r", 60_000)
+    assert (again.pointer_code, again.current_pointer, again.left) == (
+        Code.HOLD_EXISTS,
+        f"{sid}.a",
+        Code.FULL,
+    )
+
+    sessions = shared_keys.booking_sessions(redis_prefix, "ev")
+    await redis.zadd(sessions, {"s1": 4_000_000_000_000})
+    other = uuid.uuid4().hex
+    await store.apply_slot(SlotState(other, 1, 2, 0, False, 0, 4_000_000_000_000))
+    checked = await store.claim_resident_and_hold(
+        ("131001", "0000000102"), f"{other}.c", other, "c:r", 60_000, session=("ev", "s1")
+    )
+    assert (checked.pointer_code, checked.left) == (0, 1)
+    assert checked.session_expiry_ms == 4_000_000_000_000
+    unknown = await store.claim_resident_and_hold(
+        ("131001", "0000000103"), f"{other}.d", other, "d:r", 60_000, session=("ev", "nope")
+    )
+    assert (unknown.pointer_code, unknown.left, unknown.session_expiry_ms) == (0, 0, None)
+
+    broken = uuid.uuid4().hex
+    await redis.set(keys.slot_inventory(redis_prefix, broken), "not a hash")
+    with pytest.raises(Busy):
+        await store.claim_resident_and_hold(
+            ("131001", "0000000104"), f"{broken}.e", broken, "e:r", 60_000
+        )
+    assert await store.resident_pointer("131001", "0000000104") is None
+
+    await redis.script_flush()
+    third = uuid.uuid4().hex
+    await store.apply_slot(SlotState(third, 1, 1, 0, False, 0, 4_000_000_000_000))
+    reloaded = await store.claim_resident_and_hold(
+        ("131001", "0000000105"), f"{third}.f", third, "f:r", 60_000
+    )
+    assert (reloaded.pointer_code, reloaded.left) == (0, 0)
+    assert await store.resident_pointer("131001", "0000000105") == f"{third}.f"
