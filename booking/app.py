@@ -27,6 +27,7 @@ from booking.services.inventory import rebuild_inventory
 from booking.settings import BookingSettings
 from booking.store.redis_store import RedisStore
 from machiai.errors import EXCEPTION_HANDLERS, Busy
+from machiai.gc_tuning import tune_gc_for_serving
 from machiai.health import health_routes
 from waitroom.tokens import Tokens
 
@@ -95,11 +96,13 @@ def create_app(settings: BookingSettings) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    # Starlette tries routes in order and no two paths overlap: the API (the residents'
+    # hold and confirm among its first) before health checks, the document and pages.
     routes: list[BaseRoute] = [
+        *(ep.route() for ep in ENDPOINTS),
         *health_routes("booking"),
         Route("/openapi.json", openapi),
         *enter.routes(),
-        *(ep.route() for ep in ENDPOINTS),
     ]
     app = Starlette(
         routes=routes,
@@ -116,4 +119,6 @@ def create_app(settings: BookingSettings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings come from the environment."""
-    return create_app(BookingSettings.from_env())
+    app = create_app(BookingSettings.from_env())
+    tune_gc_for_serving()  # this process serves from now on (tests build apps otherwise)
+    return app

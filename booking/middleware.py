@@ -32,6 +32,9 @@ class BodySizeLimit:
                 if announced > self.max_bytes:
                     await self._refuse(send)
                     return
+                # The server frames the body by its length: no more than that can arrive.
+                await self.app(scope, receive, send)
+                return
         seen = 0
 
         async def limited() -> Message:
