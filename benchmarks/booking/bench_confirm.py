@@ -5,7 +5,8 @@
 Starts its own embedded Redis and Postgres (machiai.embedded, Postgres with fsync
 on, as in production) in a temporary directory, migrates, seeds one event with a
 registry of residents, and starts the real booking app under real uvicorn
-(1 worker, uvloop + httptools, no access log) on loopback.
+(1 worker, uvloop + httptools, no access log, no proxy headers:
+as ``machiai run`` starts it) on loopback.
 
 Each round, measured on fresh slots (a few hundred slots of small capacity):
 
@@ -471,6 +472,7 @@ def main() -> None:
                     "--port",
                     str(port),
                     "--no-access-log",
+                    "--no-proxy-headers",
                     "--loop",
                     "uvloop",
                     "--http",
