@@ -98,14 +98,10 @@ async def confirm_booking(
     slot_id, member, claimed = "", "", int(Code.HOLD_EXPIRED)
     if parsed is not None:
         slot_id, member = parsed[0], hold_member(parsed[1], resident)
-        grace_ms = ctx.settings.confirm_grace_ms
-        if check is None:
-            claimed = await ctx.redis.claim_hold(slot_id, member, grace_ms)
-        else:
-            s = check.session
-            claimed, expiry_ms = await ctx.redis.claim_hold_checking_session(
-                (s.event_id, s.session_id), slot_id, member, grace_ms
-            )
+        claimed, expiry_ms = await ctx.redis.claim_hold_checking_session(
+            None if check is None else check.key, slot_id, member, ctx.settings.confirm_grace_ms
+        )
+        if check is not None:
             sessions.settle(ctx, check, expiry_ms)
     else:
         await sessions.check_live(ctx, check)

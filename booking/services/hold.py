@@ -78,9 +78,8 @@ async def hold_slot(
     member = hold_member(token, resident)
     hold_ms = ctx.settings.hold_ms
     who = (resident.municipality, resident.voucher)
-    session = None if check is None else (check.session.event_id, check.session.session_id)
     attempt = await ctx.redis.claim_resident_and_hold(
-        who, hold_id, slot_id, member, hold_ms, session
+        who, hold_id, slot_id, member, hold_ms, None if check is None else check.key
     )
     left = attempt.left
     pointer_taken = attempt.pointer_code == 0

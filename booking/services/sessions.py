@@ -123,6 +123,11 @@ class LivenessCheck:
     token: str
     session: Session
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """(event id, session id): where Redis keeps the session's expiry."""
+        return self.session.event_id, self.session.session_id
+
 
 def peek_session(ctx: Ctx, tokens: Tokens, token: str) -> tuple[Session, LivenessCheck | None]:
     """The session a token names, and the liveness check still owed (None: known live)."""
@@ -170,8 +175,7 @@ def _trust(ctx: Ctx, token: str, session: Session, left_s: float) -> None:
 async def check_live(ctx: Ctx, check: LivenessCheck | None) -> None:
     """Settle an owed liveness check on its own round trip."""
     if check is not None:
-        s = check.session
-        settle(ctx, check, await ctx.redis.session_expiry_ms(s.event_id, s.session_id))
+        settle(ctx, check, await ctx.redis.session_expiry_ms(*check.key))
 
 
 async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:

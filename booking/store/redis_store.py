@@ -144,17 +144,6 @@ class RedisStore:
             await self.wire.execute("SCRIPT", "LOAD", script.text)
             return await self.wire.execute("EVALSHA", script.sha, expected, *keys_, *args)
 
-    async def _run_with_session_expiry(
-        self, session: tuple[str, str], name: str, keys_: Sequence[str], args: Sequence[Arg]
-    ) -> tuple[Any, int | None]:
-        """A script and the session's expiry (ms, None if unknown) in one round trip: the
-        request's liveness check rides along with its first real command."""
-        score, reply = await self._pipeline([(name, keys_, args)], self._session_zscore(session))
-        for value in (score, reply):
-            if isinstance(value, Exception):
-                raise value
-        return reply, _expiry(score)
-
     def _session_zscore(self, session: tuple[str, str] | None) -> list[tuple[Arg, ...]]:
         if session is None:
             return []
@@ -212,17 +201,26 @@ class RedisStore:
 
     @_translate
     async def claim_hold_checking_session(
-        self, session: tuple[str, str], slot_id: str, hold_id: str, grace_ms: int
+        self, session: tuple[str, str] | None, slot_id: str, hold_id: str, grace_ms: int
     ) -> tuple[int, int | None]:
-        """:meth:`claim_hold` plus the (event id, session id) session's expiry ms."""
+        """:meth:`claim_hold` and, when ``session`` (event id, session id) is given, that
+        session's expiry ms, in one round trip: the liveness check rides along."""
         p = self.prefix
-        reply, expiry = await self._run_with_session_expiry(
-            session,
-            "claim_hold-2",
-            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
-            [hold_id, grace_ms, 0],
+        head = self._session_zscore(session)
+        replies = await self._pipeline(
+            [
+                (
+                    "claim_hold-2",
+                    [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
+                    [hold_id, grace_ms, 0],
+                )
+            ],
+            head,
         )
-        return int(reply), expiry
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return int(replies[-1]), _expiry(replies[0]) if head else None
 
     @_translate
     async def apply_slot(self, state: SlotState, drop_hold: str = "") -> bool:

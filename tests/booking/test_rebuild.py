@@ -118,6 +118,16 @@ async def test_rebuild_racing_confirms_converges(
     assert await redis_booked(ctx, sid) == (await pg_slot(db, sid))[1] == len(ok)
 
 
+async def test_rebuild_teaches_redis_every_script(ctx: Ctx, redis: aioredis.Redis) -> None:
+    """Redis that lost its data lost its scripts too: the rebuild loads them all, so a
+    surge's first requests do not each meet NOSCRIPT."""
+    shas = [script.sha for script in ctx.redis._scripts.values()]
+    await redis.script_flush()
+    assert not any(await redis.script_exists(*shas))
+    await rebuild_inventory(ctx)
+    assert all(await redis.script_exists(*shas))
+
+
 async def test_lifespan_publishes_handoff_and_heals_a_flush(
     settings: BookingSettings,
     db: asyncpg.Pool,
