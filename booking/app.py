@@ -75,6 +75,8 @@ def create_app(settings: BookingSettings) -> Starlette:
         try:
             try:
                 await rebuild_inventory(ctx)
+                # The slots to come, known before the first hold asks (not one read each).
+                await ctx.catalog.warm()
             except Busy:
                 # Redis or Postgres is down at start: serve what we can (public
                 # availability, clear 503s); the loop rebuilds once they are back.

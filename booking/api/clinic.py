@@ -167,7 +167,7 @@ ENDPOINTS = [
         "Publish one slot",
         auth="staff",
         request=SLOT_FIELDS,
-        response={"created": "int"},
+        response={"created": "int", "slot_ids": "array: ids of the slots created"},
         tags=TAG,
     ),
     Endpoint(
@@ -202,7 +202,12 @@ ENDPOINTS = [
             "exceptions": "array: {date, closed} or {date, opens, closes}",
             "dry_run": "bool",
         },
-        response={"dry_run": "bool", "slots": "int", "created": "int"},
+        response={
+            "dry_run": "bool",
+            "slots": "int",
+            "created": "int",
+            "slot_ids": "array: ids of the slots created (not on a dry run)",
+        },
         tags=TAG,
     ),
     Endpoint(
@@ -213,7 +218,13 @@ ENDPOINTS = [
         "dose_number[,publish_from,publish_until]); all or nothing",
         auth="staff",
         params={"dry_run": "true: validate and preview only"},
-        response={"dry_run": "bool", "rows": "int", "created": "int", "errors": "array"},
+        response={
+            "dry_run": "bool",
+            "rows": "int",
+            "created": "int",
+            "slot_ids": "array: ids of the slots created (not on a dry run)",
+            "errors": "array",
+        },
         body_kind="csv",
         tags=TAG,
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from booking.settings import BookingSettings
-from booking.store.pg import SlotMeta, acquire, fetch_slot_meta
+from booking.store.pg import SlotMeta, acquire, fetch_coming_slot_metas, fetch_slot_meta
 from booking.store.redis_store import RedisStore
+from machiai.single_flight import SingleFlight
 
 if TYPE_CHECKING:
     from booking.services.sessions import Session
@@ -50,22 +52,51 @@ class Actor:
 
 
 class SlotCatalog:
-    """Per-process cache of what never changes about a slot (owner, time, dose)."""
+    """Per-process cache of what never changes about a slot (owner, time, dose).
+
+    Filled at start with the slots still to come and taught every slot this process
+    publishes; on a miss, concurrent requests for one slot share one Postgres read."""
+
+    LIMIT = 200_000
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._meta: dict[str, SlotMeta] = {}
+        self._fetching: SingleFlight[str, SlotMeta | None] = SingleFlight()
+
+    def __len__(self) -> int:
+        return len(self._meta)
 
     async def get(self, slot_id: str) -> SlotMeta | None:
         meta = self._meta.get(slot_id)
         if meta is None:
-            async with acquire(self._pool) as conn:
-                meta = await fetch_slot_meta(conn, slot_id)
-            if meta is not None:
-                if len(self._meta) > 200_000:
-                    self._meta.clear()
-                self._meta[slot_id] = meta
+            meta = await self._fetching.run(slot_id, lambda: self._fetch(slot_id))
         return meta
+
+    @property
+    def reads(self) -> int:
+        """Misses that went to Postgres."""
+        return self._fetching.started
+
+    async def _fetch(self, slot_id: str) -> SlotMeta | None:
+        async with acquire(self._pool) as conn:
+            meta = await fetch_slot_meta(conn, slot_id)
+        if meta is not None:
+            self.remember([meta])
+        return meta
+
+    def remember(self, metas: Sequence[SlotMeta]) -> None:
+        if len(self._meta) + len(metas) > self.LIMIT:
+            self._meta.clear()
+        for meta in metas[: self.LIMIT]:
+            self._meta[meta.slot_id] = meta
+
+    async def warm(self) -> int:
+        """Learn every slot still to come (up to ``LIMIT``, soonest first)."""
+        async with acquire(self._pool) as conn:
+            metas = await fetch_coming_slot_metas(conn, self.LIMIT)
+        self.remember(metas)
+        return len(metas)
 
 
 @dataclass(slots=True)
@@ -76,6 +107,8 @@ class Ctx:
     catalog: SlotCatalog
     # Set when a booking changed inventory: the refresher publishes at once.
     inventory_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Slots being mirrored from Postgres into Redis on demand (one read per slot at a time).
+    mirroring: SingleFlight[str, bool] = field(default_factory=SingleFlight)
     lanes: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
     # Session id -> monotonic time until which its liveness need not be re-read.
     live_sessions: dict[str, float] = field(default_factory=dict)

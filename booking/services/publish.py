@@ -6,6 +6,7 @@ clinic's municipality, starts in the future, and has a valid vaccine and dose.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -13,7 +14,10 @@ from typing import Any
 from booking import errors
 from booking.services.context import Ctx
 from booking.services.csv_rows import CellError, Parsed, RowError, decode, parse
+from booking.services.inventory import mirror_published
 from booking.store import pg, pg_clinic
+
+log = logging.getLogger(__name__)
 
 JST = timezone(timedelta(hours=9))
 MAX_SLOTS = 20_000
@@ -179,7 +183,8 @@ async def publish_slots(
         return {"dry_run": True, "slots": len(specs), "created": 0}
     async with pg.acquire(ctx.pool) as conn:
         created = await pg_clinic.insert_slots(conn, staff, specs)
-    return {"dry_run": False, "slots": len(specs), "created": created}
+    await _mirror(ctx, created)
+    return {"dry_run": False, "slots": len(specs), "created": len(created), "slot_ids": created}
 
 
 async def import_slots_csv(ctx: Ctx, staff: Staff, data: bytes, dry_run: bool) -> dict[str, Any]:
@@ -202,4 +207,20 @@ async def import_slots_csv(ctx: Ctx, staff: Staff, data: bytes, dry_run: bool) -
         return {"dry_run": True, "rows": len(parsed.rows), "errors": []}
     async with pg.acquire(ctx.pool) as conn:
         created = await pg_clinic.insert_slots(conn, staff, parsed.rows)
-    return {"dry_run": False, "rows": len(parsed.rows), "created": created, "errors": []}
+    await _mirror(ctx, created)
+    return {
+        "dry_run": False,
+        "rows": len(parsed.rows),
+        "created": len(created),
+        "slot_ids": created,
+        "errors": [],
+    }
+
+
+async def _mirror(ctx: Ctx, slot_ids: list[str]) -> None:
+    """The slots are published once Postgres has them; Redis learning them now is a head
+    start for the first holds, and a failure here only postpones it to those holds."""
+    try:
+        await mirror_published(ctx, slot_ids)
+    except errors.Busy:
+        log.warning("published %d slots; Redis will learn them on their first hold", len(slot_ids))

@@ -171,6 +171,21 @@ async def fetch_slot_meta(conn: Conn, slot_id: str) -> SlotMeta | None:
     return None if row is None else slot_meta(row)
 
 
+async def fetch_slot_metas(conn: Conn, slot_ids: Sequence[str]) -> list[SlotMeta]:
+    rows = await conn.fetch(SLOT_META_SQL + " WHERE s.id = ANY($1::uuid[])", list(slot_ids))
+    return [slot_meta(r) for r in rows]
+
+
+async def fetch_coming_slot_metas(conn: Conn, limit: int) -> list[SlotMeta]:
+    """Slots not yet started of events not yet over, soonest first."""
+    rows = await conn.fetch(
+        SLOT_META_SQL + " WHERE s.starts_at > now() AND e.closes_at > now() "
+        "ORDER BY s.starts_at LIMIT $1",
+        limit,
+    )
+    return [slot_meta(r) for r in rows]
+
+
 async def fetch_event_slots(conn: Conn, event_id: str) -> list[SlotMeta]:
     rows = await conn.fetch(
         SLOT_META_SQL + " WHERE s.event_id = $1 AND s.starts_at > now() ORDER BY s.starts_at",

@@ -70,28 +70,28 @@ async def check_slot_specs(
     return problems
 
 
-async def insert_slots(conn: Conn, staff: Staff, specs: Sequence[SlotSpec]) -> int:
-    """Insert in one transaction; existing (clinic, start, vaccine, dose) are skipped."""
+async def insert_slots(conn: Conn, staff: Staff, specs: Sequence[SlotSpec]) -> list[str]:
+    """Insert in one transaction and one statement; existing (clinic, start, vaccine, dose)
+    are skipped. Returns the ids of the slots created."""
     async with conn.transaction():
-        created = 0
-        for spec in specs:
-            slot_id = await conn.fetchval(
-                "INSERT INTO slots (clinic_id, event_id, starts_at, duration_min, capacity, "
-                "dose_number, vaccine_code, publish_from, publish_until) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-                "ON CONFLICT (clinic_id, starts_at, vaccine_code, dose_number) DO NOTHING "
-                "RETURNING id",
-                uuid.UUID(staff.clinic_id),
-                spec.event_id,
-                spec.starts_at,
-                spec.duration_min,
-                spec.capacity,
-                spec.dose_number,
-                spec.vaccine_code,
-                spec.publish_from,
-                spec.publish_until,
-            )
-            created += slot_id is not None
+        rows = await conn.fetch(
+            "INSERT INTO slots (clinic_id, event_id, starts_at, duration_min, capacity, "
+            "dose_number, vaccine_code, publish_from, publish_until) "
+            "SELECT $1, * FROM unnest($2::text[], $3::timestamptz[], $4::int[], $5::int[], "
+            "$6::int[], $7::text[], $8::timestamptz[], $9::timestamptz[]) "
+            "ON CONFLICT (clinic_id, starts_at, vaccine_code, dose_number) DO NOTHING "
+            "RETURNING id::text",
+            uuid.UUID(staff.clinic_id),
+            [spec.event_id for spec in specs],
+            [spec.starts_at for spec in specs],
+            [spec.duration_min for spec in specs],
+            [spec.capacity for spec in specs],
+            [spec.dose_number for spec in specs],
+            [spec.vaccine_code for spec in specs],
+            [spec.publish_from for spec in specs],
+            [spec.publish_until for spec in specs],
+        )
+        created = [r["id"] for r in rows]
         await pg.audit(
             conn,
             municipality=staff.municipality,
@@ -99,7 +99,7 @@ async def insert_slots(conn: Conn, staff: Staff, specs: Sequence[SlotSpec]) -> i
             actor_id=staff.staff_id,
             action="booking.slot.published",
             target=staff.clinic_id,
-            after={"slots": len(specs), "created": created},
+            after={"slots": len(specs), "created": len(created)},
         )
     return created
 

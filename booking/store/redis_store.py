@@ -52,6 +52,7 @@ def _translate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Arg]]  # script name, keys, args
+APPLY_BATCH = 1000
 
 
 def _text(raw: Any) -> str:
@@ -225,8 +226,23 @@ class RedisStore:
     @_translate
     async def apply_slot(self, state: SlotState, drop_hold: str = "") -> bool:
         """Mirror Postgres; True when Redis took this version (False: it had a newer one)."""
+        name, keys_, args = self._apply_call(state, drop_hold)
+        return bool(await self._run(name, keys_, args))
+
+    @_translate
+    async def apply_slots(self, states: Sequence[SlotState]) -> None:
+        """Mirror many slots, ``APPLY_BATCH`` per round trip (a rebuild of a city's
+        inventory, a published week): one round trip per slot would make a rebuild of
+        tens of thousands of slots take seconds of Redis latency."""
+        for start in range(0, len(states), APPLY_BATCH):
+            batch = states[start : start + APPLY_BATCH]
+            for reply in await self._pipeline([self._apply_call(st) for st in batch]):
+                if isinstance(reply, Exception):
+                    raise reply
+
+    def _apply_call(self, state: SlotState, drop_hold: str = "") -> ScriptCall:
         p = self.prefix
-        reply = await self._run(
+        return (
             "apply_slot-2",
             [keys.slot_inventory(p, state.slot_id), keys.slot_holds(p, state.slot_id)],
             [
@@ -239,7 +255,6 @@ class RedisStore:
                 drop_hold,
             ],
         )
-        return bool(reply)
 
     @_translate
     async def finish_confirm(
@@ -256,22 +271,7 @@ class RedisStore:
         One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
         script atomic on its own tag; together they only tidy what Postgres decided)."""
         p = self.prefix
-        calls: list[ScriptCall] = [
-            (
-                "apply_slot-2",
-                [keys.slot_inventory(p, st.slot_id), keys.slot_holds(p, st.slot_id)],
-                [
-                    st.version,
-                    st.capacity,
-                    st.booked,
-                    int(st.closed),
-                    st.from_ms,
-                    st.until_ms,
-                    hold_id if st.slot_id == slot_id else "",
-                ],
-            )
-            for st in states
-        ]
+        calls = [self._apply_call(st, hold_id if st.slot_id == slot_id else "") for st in states]
         calls.append(
             ("release_resident-1", [keys.resident_hold(p, municipality, voucher)], [pointer, 0])
         )
