@@ -92,9 +92,10 @@ class SlotCatalog:
             self._meta[meta.slot_id] = meta
 
     async def warm(self) -> int:
-        """Learn every slot still to come (up to ``LIMIT``, soonest first)."""
+        """Learn the slots still to come, soonest first: up to half of ``LIMIT``, so that
+        the misses of a very large deployment do not overflow (and clear) it at once."""
         async with acquire(self._pool) as conn:
-            metas = await fetch_coming_slot_metas(conn, self.LIMIT)
+            metas = await fetch_coming_slot_metas(conn, self.LIMIT // 2)
         self.remember(metas)
         return len(metas)
 
