@@ -10,6 +10,7 @@ from booking.services.confirm import confirm_booking
 from booking.services.context import Actor, Channel, Ctx, Resident
 from booking.services.hold import hold_slot
 from booking.store import keys
+from machiai.redis_mux import Arg, RedisMux
 from tests.booking.factory import voucher
 
 
@@ -55,3 +56,17 @@ async def pg_active_bookings(db: asyncpg.Pool, slot_id: str) -> int:
 async def redis_booked(ctx: Ctx, slot_id: str) -> int:
     raw = await ctx.redis.client.hget(keys.slot_inventory(ctx.redis.prefix, slot_id), "booked")
     return -1 if raw is None else int(raw)
+
+
+class CountingMux(RedisMux):
+    """Counts round trips (a pipeline is one)."""
+
+    trips = 0
+
+    async def execute(self, *args: Arg) -> Any:
+        self.trips += 1
+        return await super().execute(*args)
+
+    async def pipeline(self, commands: Any, *, raise_on_error: bool = True) -> list[Any]:
+        self.trips += 1
+        return await super().pipeline(commands, raise_on_error=raise_on_error)

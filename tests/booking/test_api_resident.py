@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from typing import Any
 
 import asyncpg
 import pytest
@@ -16,9 +15,9 @@ from booking.services.inventory import load_slot
 from booking.settings import BookingSettings
 from booking.store import keys
 from machiai import keys as shared_keys
-from machiai.redis_mux import Arg, RedisMux
 from tests.booking.client import code, mint_pass, open_session, running
 from tests.booking.factory import BIRTH, World, make_slot, voucher
+from tests.booking.helpers import CountingMux
 
 
 async def test_resident_books_and_cancels(
@@ -287,20 +286,6 @@ async def test_session_ended_by_another_process_is_refused_after_recheck(
             app.state.ctx.live_sessions[session_id] = 0.0
         r = await client.get("/api/bookings", headers=auth)
         assert r.status_code == 401 and code(r) == "session_expired"
-
-
-class CountingMux(RedisMux):
-    """Counts round trips (a pipeline is one)."""
-
-    trips = 0
-
-    async def execute(self, *args: Arg) -> Any:
-        self.trips += 1
-        return await super().execute(*args)
-
-    async def pipeline(self, commands: Any, *, raise_on_error: bool = True) -> list[Any]:
-        self.trips += 1
-        return await super().pipeline(commands, raise_on_error=raise_on_error)
 
 
 async def test_a_token_once_verified_does_not_vouch_for_a_tampered_one(

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from booking import errors
 from booking.services.context import Ctx
@@ -17,7 +18,7 @@ from booking.settings import BookingSettings
 from booking.store.redis_store import APPLY_BATCH
 from tests.booking.client import running, staff_token
 from tests.booking.factory import BIRTH, World, make_slot, make_staff, voucher
-from tests.booking.helpers import resident, web
+from tests.booking.helpers import CountingMux, resident, web
 
 
 async def test_published_slots_are_in_redis_and_the_catalogue_before_any_hold(
@@ -100,8 +101,8 @@ async def test_a_crowd_on_a_slot_this_process_never_saw_reads_it_once(
     assert await ctx.redis.slot_left([slot_id]) == {slot_id: 0}
 
 
-async def test_a_rebuild_larger_than_one_batch_mirrors_every_slot(
-    ctx: Ctx, db: asyncpg.Pool, world: World
+async def test_a_rebuild_larger_than_one_batch_mirrors_every_slot_in_few_round_trips(
+    ctx: Ctx, db: asyncpg.Pool, world: World, redis: aioredis.Redis
 ) -> None:
     count = APPLY_BATCH * 2 + 7
     ids = await db.fetch(
@@ -112,6 +113,11 @@ async def test_a_rebuild_larger_than_one_batch_mirrors_every_slot(
         world.event_id,
         count,
     )
+    counting = CountingMux.like(redis)
+    await ctx.redis.wire.aclose()
+    ctx.redis.wire = counting
     assert await rebuild_inventory(ctx) == count
+    # Scripts, the slots APPLY_BATCH at a time, the epoch: not one round trip per slot.
+    assert counting.trips == 1 + -(-count // APPLY_BATCH) + 1
     left = await ctx.redis.slot_left([r["id"] for r in ids])
     assert left == {r["id"]: r["capacity"] for r in ids}
