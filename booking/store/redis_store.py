@@ -59,6 +59,14 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def _raise_any(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies, or its first error raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def _expiry(score: Any) -> int | None:
     return None if score is None else int(float(score))
 
@@ -134,7 +142,8 @@ class RedisStore:
         """Teach Redis every script (one pipelined round trip)."""
         await self.wire.pipeline([("SCRIPT", "LOAD", s.text) for s in self._scripts.values()])
 
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Arg]) -> Any:
+    async def _run(self, call: ScriptCall) -> Any:
+        name, keys_, args = call
         expected = int(name.rsplit("-", 1)[1])
         assert len(keys_) == expected, f"{name} takes {expected} keys"
         script = self._scripts[name]
@@ -178,27 +187,27 @@ class RedisStore:
         return ("EVALSHA", self._scripts[name].sha, len(keys_), *keys_, *args)
 
     # -- slot inventory ---------------------------------------------------------------
+    # Each script's keys and arguments, written once for its own wrapper and for the
+    # pipelines that send it together with others.
+    def _slot_call(self, name: str, slot_id: str, *args: Arg) -> ScriptCall:
+        p = self.prefix
+        return (name, [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)], args)
+
+    def _pointer_call(self, name: str, municipality: str, voucher: str, *args: Arg) -> ScriptCall:
+        return (name, [keys.resident_hold(self.prefix, municipality, voucher)], args)
+
     @_translate
     async def hold_slot(self, slot_id: str, hold_id: str, hold_ms: int, now_ms: int = 0) -> int:
         """Places left after the hold (>= 0) or a negative :class:`Code`."""
-        p = self.prefix
-        reply = await self._run(
-            "hold_slot-2",
-            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
-            [hold_id, hold_ms, now_ms],
+        return int(
+            await self._run(self._slot_call("hold_slot-2", slot_id, hold_id, hold_ms, now_ms))
         )
-        return int(reply)
 
     @_translate
     async def claim_hold(self, slot_id: str, hold_id: str, grace_ms: int, now_ms: int = 0) -> int:
         """Ms until the claimed hold expires, or ``Code.HOLD_EXPIRED``."""
-        p = self.prefix
-        reply = await self._run(
-            "claim_hold-2",
-            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
-            [hold_id, grace_ms, now_ms],
-        )
-        return int(reply)
+        call = self._slot_call("claim_hold-2", slot_id, hold_id, grace_ms, now_ms)
+        return int(await self._run(call))
 
     @_translate
     async def claim_hold_checking_session(
@@ -206,28 +215,18 @@ class RedisStore:
     ) -> tuple[int, int | None]:
         """:meth:`claim_hold` and, when ``session`` (event id, session id) is given, that
         session's expiry ms, in one round trip: the liveness check rides along."""
-        p = self.prefix
         head = self._session_zscore(session)
-        replies = await self._pipeline(
-            [
-                (
-                    "claim_hold-2",
-                    [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
-                    [hold_id, grace_ms, 0],
-                )
-            ],
-            head,
+        replies = _raise_any(
+            await self._pipeline(
+                [self._slot_call("claim_hold-2", slot_id, hold_id, grace_ms, 0)], head
+            )
         )
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
         return int(replies[-1]), _expiry(replies[0]) if head else None
 
     @_translate
     async def apply_slot(self, state: SlotState, drop_hold: str = "") -> bool:
         """Mirror Postgres; True when Redis took this version (False: it had a newer one)."""
-        name, keys_, args = self._apply_call(state, drop_hold)
-        return bool(await self._run(name, keys_, args))
+        return bool(await self._run(self._apply_call(state, drop_hold)))
 
     @_translate
     async def apply_slots(self, states: Sequence[SlotState]) -> None:
@@ -236,24 +235,19 @@ class RedisStore:
         tens of thousands of slots take seconds of Redis latency."""
         for start in range(0, len(states), APPLY_BATCH):
             batch = states[start : start + APPLY_BATCH]
-            for reply in await self._pipeline([self._apply_call(st) for st in batch]):
-                if isinstance(reply, Exception):
-                    raise reply
+            _raise_any(await self._pipeline([self._apply_call(st) for st in batch]))
 
     def _apply_call(self, state: SlotState, drop_hold: str = "") -> ScriptCall:
-        p = self.prefix
-        return (
+        return self._slot_call(
             "apply_slot-2",
-            [keys.slot_inventory(p, state.slot_id), keys.slot_holds(p, state.slot_id)],
-            [
-                state.version,
-                state.capacity,
-                state.booked,
-                int(state.closed),
-                state.from_ms,
-                state.until_ms,
-                drop_hold,
-            ],
+            state.slot_id,
+            state.version,
+            state.capacity,
+            state.booked,
+            int(state.closed),
+            state.from_ms,
+            state.until_ms,
+            drop_hold,
         )
 
     @_translate
@@ -270,21 +264,16 @@ class RedisStore:
 
         One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
         script atomic on its own tag; together they only tidy what Postgres decided)."""
-        p = self.prefix
         calls = [self._apply_call(st, hold_id if st.slot_id == slot_id else "") for st in states]
-        calls.append(
-            ("release_resident-1", [keys.resident_hold(p, municipality, voucher)], [pointer, 0])
-        )
-        for reply in await self._pipeline(calls):
-            if isinstance(reply, Exception):
-                raise reply
+        calls.append(self._pointer_call("release_resident-1", municipality, voucher, pointer, 0))
+        _raise_any(await self._pipeline(calls))
 
     @_translate
     async def release_hold(self, slot_id: str, hold_id: str) -> bool:
-        reply = await self._run(
-            "release_hold-1", [keys.slot_holds(self.prefix, slot_id)], [hold_id]
-        )
-        return bool(reply)
+        return bool(await self._run(self._release_hold_call(slot_id, hold_id)))
+
+    def _release_hold_call(self, slot_id: str, hold_id: str) -> ScriptCall:
+        return ("release_hold-1", [keys.slot_holds(self.prefix, slot_id)], [hold_id])
 
     @_translate
     async def slot_left(self, slot_ids: Sequence[str]) -> dict[str, int | None]:
@@ -321,9 +310,7 @@ class RedisStore:
     ) -> tuple[int, str]:
         """(0, value) when taken, (Code.HOLD_EXISTS, current value) otherwise."""
         reply = await self._run(
-            "claim_resident-1",
-            [keys.resident_hold(self.prefix, municipality, voucher)],
-            [value, ttl_ms],
+            self._pointer_call("claim_resident-1", municipality, voucher, value, ttl_ms)
         )
         code, current = cast(list[Any], reply)
         return int(code), _text(current)
@@ -346,17 +333,11 @@ class RedisStore:
         is never returned to anyone, so nobody can confirm it). A Redis error in either
         half gives back the other half here and raises."""
         municipality, voucher = resident
-        p = self.prefix
-        pointer_key = keys.resident_hold(p, municipality, voucher)
         head = self._session_zscore(session)
         replies = await self._pipeline(
             [
-                ("claim_resident-1", [pointer_key], [pointer, hold_ms]),
-                (
-                    "hold_slot-2",
-                    [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)],
-                    [hold_id, hold_ms, 0],
-                ),
+                self._pointer_call("claim_resident-1", municipality, voucher, pointer, hold_ms),
+                self._slot_call("hold_slot-2", slot_id, hold_id, hold_ms, 0),
             ],
             head,
         )
@@ -365,9 +346,11 @@ class RedisStore:
         failure = next((r for r in (score, claimed, held) if isinstance(r, Exception)), None)
         if failure is not None:
             if not isinstance(held, Exception) and int(held) >= 0:
-                await self._run("release_hold-1", [keys.slot_holds(p, slot_id)], [hold_id])
+                await self._run(self._release_hold_call(slot_id, hold_id))
             if not isinstance(claimed, Exception) and int(claimed[0]) == 0:
-                await self._run("release_resident-1", [pointer_key], [pointer, 0])
+                await self._run(
+                    self._pointer_call("release_resident-1", municipality, voucher, pointer, 0)
+                )
             raise failure
         code, current = cast(list[Any], claimed)
         return HoldAttempt(
@@ -381,12 +364,8 @@ class RedisStore:
     async def release_resident(
         self, municipality: str, voucher: str, value: str, extend_ms: int = 0
     ) -> bool:
-        reply = await self._run(
-            "release_resident-1",
-            [keys.resident_hold(self.prefix, municipality, voucher)],
-            [value, extend_ms],
-        )
-        return bool(reply)
+        call = self._pointer_call("release_resident-1", municipality, voucher, value, extend_ms)
+        return bool(await self._run(call))
 
     @_translate
     async def resident_pointer(self, municipality: str, voucher: str) -> str | None:
@@ -407,9 +386,11 @@ class RedisStore:
         """Live sessions after joining, or ``Code.PASS_USED``."""
         p = self.prefix
         reply = await self._run(
-            "open_session-2",
-            [shared_keys.used_passes(p, event_id), shared_keys.booking_sessions(p, event_id)],
-            [pass_id, session_id, session_ttl_ms, now_ms, pass_keep_ms],
+            (
+                "open_session-2",
+                [shared_keys.used_passes(p, event_id), shared_keys.booking_sessions(p, event_id)],
+                [pass_id, session_id, session_ttl_ms, now_ms, pass_keep_ms],
+            )
         )
         return int(reply)
 
@@ -431,7 +412,7 @@ class RedisStore:
 
     @_translate
     async def hit_counter(self, key: str, window_ms: int, limit: int, commit: bool) -> Counter:
-        reply = await self._run("hit_counter-1", [key], [window_ms, limit, int(commit)])
+        reply = await self._run(("hit_counter-1", [key], [window_ms, limit, int(commit)]))
         count, ttl = cast(list[Any], reply)
         return Counter(int(count), int(ttl))
 
