@@ -167,8 +167,8 @@ def slot_meta(row: Row) -> SlotMeta:
 async def fetch_slot_meta(conn: Conn, slot_id: str) -> SlotMeta | None:
     if parse_uuid(slot_id) is None:
         return None
-    row = await conn.fetchrow(SLOT_META_SQL + " WHERE s.id = $1::uuid", slot_id)
-    return None if row is None else slot_meta(row)
+    found = await fetch_slot_metas(conn, [slot_id])
+    return found[0] if found else None
 
 
 async def fetch_slot_metas(conn: Conn, slot_ids: Sequence[str]) -> list[SlotMeta]:
