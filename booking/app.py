@@ -29,7 +29,7 @@ from booking.store.redis_store import RedisStore
 from machiai.errors import EXCEPTION_HANDLERS, Busy
 from machiai.gc_tuning import tune_gc_for_serving
 from machiai.health import health_routes
-from waitroom.tokens import Tokens
+from machiai.tokens import Tokens
 
 log = logging.getLogger("booking.app")
 

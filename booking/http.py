@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from booking import errors
 from booking.services.context import Ctx
-from waitroom.tokens import StaffClaims, TokenError, Tokens, load_staff
+from machiai.tokens import StaffClaims, TokenError, Tokens
 
 JST = timezone(timedelta(hours=9))
 VOUCHER = re.compile(r"^[0-9]{10}$")
@@ -204,9 +204,7 @@ def staff(request: Request, *roles: str) -> StaffClaims:
     """The staff member behind the request, if their role is one of ``roles``."""
     ctx = ctx_of(request)
     try:
-        claims = load_staff(
-            tokens_of(request), bearer(request), ctx.settings.core.staff_token_ttl_s
-        )
+        claims = tokens_of(request).load_staff(bearer(request), ctx.settings.core.staff_token_ttl_s)
     except TokenError:
         raise errors.Unauthorized() from None
     if claims.role not in roles:

@@ -13,12 +13,12 @@ from starlette.routing import Route
 
 from machiai.errors import EXCEPTION_HANDLERS
 from machiai.health import health_routes
+from machiai.tokens import Tokens
 from waitroom.services.admit_next import Clock, Line, redis_clock
 from waitroom.services.join_line import ClientLimiter, JoinBatcher
 from waitroom.settings import WaitroomSettings
 from waitroom.store import pg_store
 from waitroom.store.redis_store import EventConfig, RedisStore
-from waitroom.tokens import Tokens
 from waitroom.web import admin
 from waitroom.web.common import Waitroom
 from waitroom.web.enter import enter

@@ -56,7 +56,7 @@ import psutil
 
 from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from machiai.migrate import apply_migrations
-from waitroom.tokens import AdmissionPass, StaffClaims, Tokens, dump_staff
+from machiai.tokens import AdmissionPass, StaffClaims, Tokens
 
 SECRET = "bench-secret-" + "k" * 40
 MUNICIPALITY = "131001"
@@ -198,7 +198,7 @@ async def publish_slots(
     """Slots for the HTTP path, published as a clinic does before an opening: through the
     service (CSV import), which mirrors them into Redis and its slot catalogue."""
     claims = StaffClaims(str(uuid.uuid4()), MUNICIPALITY, "clinic", clinic_id)
-    token = dump_staff(Tokens([SECRET]), claims)
+    token = Tokens([SECRET]).dump_staff(claims)
     rows = [
         f"{EVENT},{t.isoformat()},15,{capacity},comirnaty,1" for t in slot_times(count, offset_days)
     ]

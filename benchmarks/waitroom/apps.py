@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from waitroom.tokens import Ticket, Tokens, new_id
+from machiai.tokens import Ticket, Tokens, new_id
 
 
 async def hello(request: Request) -> Response:

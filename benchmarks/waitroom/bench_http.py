@@ -50,11 +50,11 @@ import redis.asyncio as aioredis
 
 from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
 from machiai.migrate import apply_migrations
+from machiai.tokens import Ticket, Tokens, new_id
 from waitroom.services.estimate_wait import polls_per_second
 from waitroom.settings import WaitroomSettings
 from waitroom.store import keys
 from waitroom.store.redis_store import EventConfig, RedisStore
-from waitroom.tokens import Ticket, Tokens, new_id
 
 EVENT_ID = "bench-65plus"
 PREFIX = "bench:"

@@ -14,7 +14,7 @@ from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, 
 from booking.services import confirm, hold, sessions
 from booking.services.context import Actor, Channel, Ctx, Resident
 from booking.store import pg
-from waitroom.tokens import StaffClaims
+from machiai.tokens import StaffClaims
 
 ROLES = ("operator", "admin")
 

@@ -16,7 +16,7 @@ from booking import errors
 from booking.services.context import Actor, Ctx, Resident
 from booking.store import keys, pg
 from booking.store.redis_store import Code
-from waitroom.tokens import TokenError, Tokens
+from machiai.tokens import SessionClaims, TokenError, Tokens
 
 SESSION_RECHECK_S = 1.0
 
@@ -108,7 +108,9 @@ async def start_session(
     )
     if opened == Code.PASS_USED:
         raise errors.PassUsed()
-    token = tokens.session.dumps([session.session_id, session.event_id, municipality, voucher])
+    token = tokens.dump_session(
+        SessionClaims(session.session_id, session.event_id, municipality, voucher)
+    )
     # Minted and registered here, just now: this process needs neither the signature
     # check nor the liveness read on the resident's next request.
     _trust(ctx, token, session, ttl_s)
@@ -134,13 +136,12 @@ def peek_session(ctx: Ctx, tokens: Tokens, token: str) -> tuple[Session, Livenes
     session = ctx.verified_tokens.get(token)
     if session is None:
         try:
-            payload, _ = tokens.session.loads(token, ctx.settings.session_ttl_s)
+            claims = tokens.load_session(token, ctx.settings.session_ttl_s)
         except TokenError:
             raise errors.SessionExpired() from None
-        if len(payload) != 4 or not all(isinstance(p, str) for p in payload):
-            raise errors.SessionExpired()
-        session_id, event_id, municipality, voucher = payload
-        session = Session(session_id, event_id, Resident(municipality, voucher))
+        session = Session(
+            claims.session_id, claims.event_id, Resident(claims.municipality_code, claims.voucher)
+        )
     cached = ctx.live_sessions.get(session.session_id)
     if cached is not None and cached > time.monotonic():
         return session, None

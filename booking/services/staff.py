@@ -8,7 +8,7 @@ from booking import errors
 from booking.services.context import Ctx
 from booking.store import keys, pg
 from machiai.passwords import hash_password, verify_password
-from waitroom.tokens import StaffClaims, Tokens, dump_staff
+from machiai.tokens import StaffClaims, Tokens
 
 # Checked when the login is unknown, so both failures cost the same time.
 _DUMMY_HASH = hash_password("machiai-no-such-user")
@@ -54,4 +54,4 @@ async def staff_login(
             action="booking.staff.logged_in",
             target=claims.staff_id,
         )
-    return dump_staff(tokens, claims), claims
+    return tokens.dump_staff(claims), claims

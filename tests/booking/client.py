@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from booking.app import create_app
 from booking.settings import BookingSettings
-from waitroom.tokens import AdmissionPass, StaffClaims, Tokens, dump_staff
+from machiai.tokens import AdmissionPass, StaffClaims, Tokens
 
 
 @asynccontextmanager
@@ -32,8 +32,8 @@ def mint_pass(settings: BookingSettings, event_id: str) -> str:
 def staff_token(
     settings: BookingSettings, staff_id: str, municipality: str, role: str, clinic: str | None
 ) -> dict[str, str]:
-    token = dump_staff(
-        Tokens(settings.core.secret_keys), StaffClaims(staff_id, municipality, role, clinic)
+    token = Tokens(settings.core.secret_keys).dump_staff(
+        StaffClaims(staff_id, municipality, role, clinic)
     )
     return {"Authorization": f"Bearer {token}"}
 

@@ -13,7 +13,7 @@ import pytest
 
 from machiai.embedded import free_port
 from machiai.runner import ServiceSpec, spawn_service, stop_process, wait_healthy
-from waitroom.tokens import AdmissionPass, Tokens
+from machiai.tokens import AdmissionPass, Tokens
 
 
 def attempt(url: str, token: str, forwarded_for: str) -> int:

@@ -15,11 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
+from machiai.tokens import StaffClaims, Tokens
 from waitroom.app import create_app
 from waitroom.services.admit_next import Line
 from waitroom.settings import WaitroomSettings
 from waitroom.store.redis_store import RedisStore
-from waitroom.tokens import StaffClaims, Tokens, dump_staff
 from waitroom.web.common import Waitroom
 
 MUNICIPALITY = "131001"
@@ -89,7 +89,7 @@ def tokens(settings: WaitroomSettings) -> Tokens:
 
 
 def staff_token(tokens: Tokens, role: str = "admin", municipality: str = MUNICIPALITY) -> str:
-    return dump_staff(tokens, StaffClaims("staff-1", municipality, role, None))
+    return tokens.dump_staff(StaffClaims("staff-1", municipality, role, None))
 
 
 @asynccontextmanager

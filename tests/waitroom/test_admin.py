@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 
+from machiai.tokens import Tokens
 from tests.waitroom.conftest import (
     OTHER_MUNICIPALITY,
     T0_MS,
@@ -17,7 +18,6 @@ from tests.waitroom.conftest import (
     running,
     staff_token,
 )
-from waitroom.tokens import Tokens
 
 NEW_EVENT = {
     "name_ja": "70歳以上 接種予約",

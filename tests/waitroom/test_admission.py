@@ -8,6 +8,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from machiai import keys as shared
+from machiai.tokens import Tokens
 from tests.waitroom.conftest import (
     AppFactory,
     FakeClock,
@@ -17,7 +18,6 @@ from tests.waitroom.conftest import (
     staff_token,
     store_of,
 )
-from waitroom.tokens import Tokens
 
 JSON = {"accept": "application/json", "cookie": "x=1"}
 

@@ -7,8 +7,8 @@ import string
 
 import asyncpg
 
+from machiai.tokens import Tokens
 from tests.waitroom.conftest import AppFactory, add_event, running, staff_token
-from waitroom.tokens import Tokens
 
 ALPHABET = string.printable + "é整理券\u3000"
 

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from machiai import keys as shared
+from machiai.tokens import Ticket, Tokens
 from tests.waitroom.conftest import (
     AppFactory,
     FakeClock,
@@ -21,7 +22,6 @@ from tests.waitroom.conftest import (
     store_of,
 )
 from waitroom.services.estimate_wait import Phase, line_index, ticket_status
-from waitroom.tokens import Ticket, Tokens
 
 JSON = {"accept": "application/json"}
 

@@ -8,11 +8,11 @@ import asyncpg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from machiai.tokens import Tokens
 from tests.waitroom.conftest import T0_MS, AppFactory, FakeClock, add_event, line_of, running
 from waitroom.services.estimate_wait import poll_interval_s, polls_per_second
 from waitroom.services.prequeue_shuffle import permute
 from waitroom.settings import WaitroomSettings
-from waitroom.tokens import Tokens
 
 JSON = {"accept": "application/json", "cookie": "x=1"}
 # Chi-square critical value, 7 degrees of freedom, p = 0.001.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from machiai.tokens import Tokens
 from tests.waitroom.conftest import AppFactory, FakeClock, add_event, line_of, running
-from waitroom.tokens import Tokens
 
 JSON = {"accept": "application/json", "cookie": "x=1"}
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from machiai.tokens import AdmissionPass, Ticket, TokenError, Tokens
 from tests.waitroom.conftest import AppFactory, add_event, running
 from waitroom.settings import WaitroomSettings
-from waitroom.tokens import AdmissionPass, Ticket, TokenError, Tokens
 
 JSON = {"accept": "application/json"}
 OLD_KEY = "old-key-" + "o" * 40

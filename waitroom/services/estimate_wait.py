@@ -29,11 +29,11 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from machiai.tokens import Ticket
 from waitroom.errors import TicketUnknown
 from waitroom.services.admit_next import Clock, Snapshot
 from waitroom.services.prequeue_shuffle import permute
 from waitroom.settings import WaitroomSettings
-from waitroom.tokens import Ticket
 
 JITTER = 0.1
 PREQUEUE_SPREAD_S = 10.0

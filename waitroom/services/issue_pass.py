@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from machiai.tokens import AdmissionPass, Ticket, Tokens, new_id
 from waitroom.errors import SCRIPT_ERRORS, EventClosed, NotAdmittedYet, ScriptError
 from waitroom.services.admit_next import Clock, Line
 from waitroom.services.estimate_wait import line_index
 from waitroom.settings import WaitroomSettings
 from waitroom.store.redis_store import PassResult, RedisStore, ScriptRefused
-from waitroom.tokens import AdmissionPass, Ticket, Tokens, new_id
 
 
 @dataclass(frozen=True, slots=True)

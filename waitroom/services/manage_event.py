@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from machiai.tokens import StaffClaims
 from waitroom.errors import (
     SCRIPT_ERRORS,
     EventExists,
@@ -25,7 +26,6 @@ from waitroom.services.admit_next import Line
 from waitroom.store import pg_store
 from waitroom.store.keys import EVENT_ID
 from waitroom.store.redis_store import RedisStore, ScriptRefused
-from waitroom.tokens import StaffClaims
 
 ACTIONS = {"pause": "paused", "resume": "resumed", "close": "closed"}
 TIME_FIELDS = ("prequeue_at", "opens_at", "closes_at")

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from machiai.tokens import TokenError
 from waitroom.errors import Forbidden, InvalidInput, NotAdmittedYet, Unauthorized
 from waitroom.services import manage_event
 from waitroom.services.manage_event import Actor
-from waitroom.tokens import TokenError, load_staff
 from waitroom.web.common import event_id_of, waitroom
 from waitroom.web.join import bounded_body
 from waitroom.web.status import fresh_snapshot
@@ -34,7 +34,7 @@ def actor_of(request: Request) -> Actor:
     if scheme.lower() != "bearer" or not token or len(token) > 1024:
         raise Unauthorized()
     try:
-        claims = load_staff(wr.tokens, token.strip(), wr.settings.core.staff_token_ttl_s)
+        claims = wr.tokens.load_staff(token.strip(), wr.settings.core.staff_token_ttl_s)
     except TokenError as exc:
         code = "unauthorized" if exc.code == "token_invalid" else exc.code
         raise Unauthorized(code=code) from None

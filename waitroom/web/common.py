@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from machiai.errors import prefers_english
+from machiai.tokens import Ticket, TokenError, Tokens
 from waitroom.errors import InvalidInput, TicketMissing, TicketRefused
 from waitroom.services.admit_next import Clock, Line
 from waitroom.services.estimate_wait import TicketStatus
@@ -15,7 +16,6 @@ from waitroom.services.join_line import ClientLimiter, JoinBatcher
 from waitroom.settings import WaitroomSettings
 from waitroom.store.keys import EVENT_ID
 from waitroom.store.redis_store import RedisStore
-from waitroom.tokens import Ticket, TokenError, Tokens
 
 TICKET_HEADER = "x-machiai-ticket"
 TICKET_QUERY = "t"

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from machiai.errors import AppError
+from machiai.tokens import Ticket, new_id
 from waitroom.errors import (
     BodyTooLarge,
     EventClosed,
@@ -19,7 +20,6 @@ from waitroom.errors import (
 )
 from waitroom.services.estimate_wait import TicketStatus, status_at
 from waitroom.store.redis_store import LineKind
-from waitroom.tokens import Ticket, new_id
 from waitroom.web.common import (
     Waitroom,
     client_id,

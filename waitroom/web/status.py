@@ -7,10 +7,10 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from machiai.tokens import Ticket
 from waitroom.errors import StoreUnavailable, TicketUnknown
 from waitroom.services.admit_next import Snapshot
 from waitroom.services.estimate_wait import TicketStatus, ticket_status
-from waitroom.tokens import Ticket
 from waitroom.web.common import (
     Waitroom,
     event_id_of,

@@ -1,8 +1,9 @@
-"""Signed tokens: the one module that owns itsdangerous, for both services.
+"""Signed tokens: the one module that owns itsdangerous and every token's payload layout.
 
-A salt per purpose keeps a ticket from passing as an admission pass (or a
-staff token); SHA-256 HMAC; a list of keys so keys rotate without dropping
-the line (sign with the newest, verify with all); ``max_age`` on every load.
+Both services sign and verify here: the waitroom's tickets and admission passes, booking's
+resident sessions and staff tokens. A salt per purpose keeps a ticket from passing as an
+admission pass (or a staff token); SHA-256 HMAC; a list of keys so keys rotate without
+dropping the line (sign with the newest, verify with all); ``max_age`` on every load.
 Payloads are short JSON arrays because tickets ride in cookies and URLs.
 """
 
@@ -91,9 +92,12 @@ class Signer:
             for key in keys
         )
 
-    def dumps(self, payload: list[Any]) -> str:
+    def dumps(self, payload: list[Any], signed_at_s: int | None = None) -> str:
+        """The signed token; ``signed_at_s`` (unix seconds, default now) lets a token
+        be signed again byte for byte (an admission pass handed out a second time)."""
+        stamp = int(time.time()) if signed_at_s is None else signed_at_s
         value = base64_encode(_CompactJSON.dumps(payload).encode("utf-8"))
-        signed = value + b"." + base64_encode(int_to_bytes(int(time.time())))
+        signed = value + b"." + base64_encode(int_to_bytes(stamp))
         mac = hmac.digest(self._derived[0], signed, "sha256")
         return (signed + b"." + base64_encode(mac)).decode("ascii")
 
@@ -162,6 +166,31 @@ class AdmissionPass:
     issued_at_s: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SessionClaims:
+    """A resident's booking session: opened with a pass for one event, as one resident."""
+
+    session_id: str
+    event_id: str
+    municipality_code: str
+    voucher: str
+    issued_at_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StaffClaims:
+    """Who a staff token speaks for: role and tenant (and clinic, for clinic staff)."""
+
+    staff_id: str
+    municipality_code: str
+    role: str  # "admin" | "operator" | "clinic"
+    clinic_id: str | None
+    issued_at_s: int = 0
+
+
+STAFF_ROLES = frozenset({"admin", "operator", "clinic"})
+
+
 def new_id() -> str:
     """128 random bits as 32 hex characters (the shape of uuid4().hex, cheaper to make)."""
     return secrets.token_hex(16)
@@ -205,7 +234,12 @@ class Tokens:
         return ticket
 
     def dump_pass(self, admission: AdmissionPass) -> str:
-        return self.admission.dumps([admission.event_id, admission.ticket_id, admission.pass_id])
+        """Signed at ``admission.issued_at_s`` when given (the same pass again gives the
+        same token), else now."""
+        return self.admission.dumps(
+            [admission.event_id, admission.ticket_id, admission.pass_id],
+            admission.issued_at_s or None,
+        )
 
     def load_pass(self, token: str, max_age_s: int, event_id: str | None = None) -> AdmissionPass:
         payload, signed_at = self.admission.loads(token, max_age_s)
@@ -216,29 +250,31 @@ class Tokens:
             raise TokenError("token_wrong_event", "pass belongs to another event")
         return admission
 
+    def dump_session(self, claims: SessionClaims) -> str:
+        return self.session.dumps(
+            [claims.session_id, claims.event_id, claims.municipality_code, claims.voucher]
+        )
 
-@dataclass(frozen=True, slots=True)
-class StaffClaims:
-    """Who a staff token speaks for: role and tenant (and clinic, for clinic staff)."""
+    def load_session(self, token: str, max_age_s: int) -> SessionClaims:
+        payload, signed_at = self.session.loads(token, max_age_s)
+        if len(payload) != 4:
+            raise TokenError("token_invalid", "malformed session")
+        return SessionClaims(
+            _str(payload[0]), _str(payload[1]), _str(payload[2]), _str(payload[3]), signed_at
+        )
 
-    staff_id: str
-    municipality_code: str
-    role: str  # "admin" | "operator" | "clinic"
-    clinic_id: str | None
-    issued_at_s: int = 0
+    def dump_staff(self, claims: StaffClaims) -> str:
+        return self.staff.dumps(
+            [claims.staff_id, claims.municipality_code, claims.role, claims.clinic_id or ""]
+        )
 
-
-def dump_staff(tokens: Tokens, claims: StaffClaims) -> str:
-    return tokens.staff.dumps(
-        [claims.staff_id, claims.municipality_code, claims.role, claims.clinic_id or ""]
-    )
-
-
-def load_staff(tokens: Tokens, token: str, max_age_s: int) -> StaffClaims:
-    payload, signed_at = tokens.staff.loads(token, max_age_s)
-    if len(payload) != 4 or payload[2] not in {"admin", "operator", "clinic"}:
-        raise TokenError("token_invalid", "malformed staff token")
-    clinic = payload[3]
-    if not isinstance(clinic, str):
-        raise TokenError("token_invalid", "malformed staff token")
-    return StaffClaims(_str(payload[0]), _str(payload[1]), payload[2], clinic or None, signed_at)
+    def load_staff(self, token: str, max_age_s: int) -> StaffClaims:
+        payload, signed_at = self.staff.loads(token, max_age_s)
+        if len(payload) != 4 or payload[2] not in STAFF_ROLES:
+            raise TokenError("token_invalid", "malformed staff token")
+        clinic = payload[3]
+        if not isinstance(clinic, str):
+            raise TokenError("token_invalid", "malformed staff token")
+        return StaffClaims(
+            _str(payload[0]), _str(payload[1]), payload[2], clinic or None, signed_at
+        )
