@@ -89,11 +89,15 @@ class Scripts:
 
     async def run(self, wire: Wire, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """EVALSHA; on NOSCRIPT the script is loaded once and the call sent again."""
-        command = self[name].call(keys, args)
+        return await self.execute(wire, self[name].call(keys, args))
+
+    async def execute(self, wire: Wire, command: Sequence[Arg]) -> Any:
+        """One EVALSHA command (from :meth:`Script.call`); on NOSCRIPT the script is
+        loaded once and the command sent again."""
         try:
             return await wire.execute(*command)
         except NoScriptError:
-            await wire.execute("SCRIPT", "LOAD", self[name].text)
+            await wire.execute("SCRIPT", "LOAD", self._by_sha[str(command[1])].text)
             return await wire.execute(*command)
 
     async def pipeline(

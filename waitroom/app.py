@@ -14,13 +14,14 @@ from starlette.routing import Route
 from machiai.errors import EXCEPTION_HANDLERS
 from machiai.health import health_routes
 from machiai.tokens import Tokens
-from waitroom.services.admit_next import Clock, Line, redis_clock
-from waitroom.services.join_line import ClientLimiter, JoinBatcher
+from waitroom.services.client_limiter import ClientLimiter
+from waitroom.services.context import Waitroom
+from waitroom.services.join_batcher import JoinBatcher
+from waitroom.services.line import Clock, Line, redis_clock
 from waitroom.settings import WaitroomSettings
 from waitroom.store import pg_store
 from waitroom.store.redis_store import EventConfig, RedisStore
 from waitroom.web import admin
-from waitroom.web.common import Waitroom
 from waitroom.web.enter import enter
 from waitroom.web.hot import HotPaths
 from waitroom.web.join import join

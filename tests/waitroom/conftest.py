@@ -17,10 +17,10 @@ from starlette.applications import Starlette
 
 from machiai.tokens import StaffClaims, Tokens
 from waitroom.app import create_app
-from waitroom.services.admit_next import Line
+from waitroom.services.context import Waitroom
+from waitroom.services.line import Line
 from waitroom.settings import WaitroomSettings
 from waitroom.store.redis_store import RedisStore
-from waitroom.web.common import Waitroom
 
 MUNICIPALITY = "131001"
 OTHER_MUNICIPALITY = "271004"

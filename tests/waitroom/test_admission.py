@@ -3,12 +3,15 @@ pause, backpressure, rate limit."""
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from machiai import keys as shared
-from machiai.tokens import Tokens
+from machiai.tokens import AdmissionPass, Tokens
 from tests.waitroom.conftest import (
     AppFactory,
     FakeClock,
@@ -18,6 +21,9 @@ from tests.waitroom.conftest import (
     staff_token,
     store_of,
 )
+from waitroom.errors import ScriptError
+from waitroom.services.line import MAX_RELOADS
+from waitroom.store.redis_store import ScriptRefused
 
 JSON = {"accept": "application/json", "cookie": "x=1"}
 
@@ -253,3 +259,61 @@ async def test_join_limit_per_forwarded_client_behind_a_proxy(
 
         assert [await join_from("192.0.2.1"), await join_from("192.0.2.2")] == [201, 201]
         assert await join_from("192.0.2.1") == 429
+
+
+async def test_a_pass_is_signed_once_redis_has_decided(
+    db: asyncpg.Pool,
+    make_app: AppFactory,
+    redis: aioredis.Redis,
+    tokens: Tokens,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused entries sign nothing; the live pass is signed again at its issue time, so a
+    later /enter gives the same token byte for byte even though the clock moved on."""
+    signed: list[AdmissionPass] = []
+    dump_pass = Tokens.dump_pass
+
+    def counting(self: Tokens, admission: AdmissionPass) -> str:
+        signed.append(admission)
+        return dump_pass(self, admission)
+
+    monkeypatch.setattr(Tokens, "dump_pass", counting)
+    event_id = await add_event(db)
+    app = make_app()
+    async with running(app) as client:
+        resident = await join(client, event_id)  # admitted at once: empty line
+        early = await join(client, event_id)
+        refused = await enter(client, event_id, early["ticket"])
+        assert refused.json()["error"]["code"] == "not_admitted_yet" and signed == []
+        first = (await enter(client, event_id, resident["ticket"])).json()["pass"]
+        later = time.time() + 7
+        with monkeypatch.context() as m:
+            m.setattr(time, "time", lambda: later)
+            again = (await enter(client, event_id, resident["ticket"])).json()["pass"]
+        assert again == first and len(signed) == 2
+        assert signed[0] == signed[1] and signed[0].issued_at_s > 0
+        # Redis refuses (the pass was redeemed): nothing is signed either.
+        used = shared.used_passes(store_of(app).prefix, event_id)
+        await redis.zadd(used, {signed[0].pass_id: 1})
+        entered = await enter(client, event_id, resident["ticket"])
+        assert entered.json()["error"]["code"] == "already_entered" and len(signed) == 2
+
+
+async def test_enter_answers_busy_when_redis_keeps_losing_the_event(
+    db: asyncpg.Pool, make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event Redis keeps losing is reloaded a bounded number of times, then 503 busy."""
+    event_id = await add_event(db)
+    app = make_app()
+    async with running(app) as client:
+        resident = await join(client, event_id)
+        calls: list[str] = []
+
+        async def not_loaded(*args: object, **kwargs: object) -> object:
+            calls.append("issue_pass")
+            raise ScriptRefused(ScriptError.NOT_LOADED)
+
+        monkeypatch.setattr(store_of(app), "issue_pass", not_loaded)
+        r = await enter(client, event_id, resident["ticket"])
+        assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
+        assert len(calls) == 1 + MAX_RELOADS

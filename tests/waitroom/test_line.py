@@ -21,7 +21,10 @@ from tests.waitroom.conftest import (
     running,
     store_of,
 )
+from waitroom.errors import ScriptError, StoreUnavailable
 from waitroom.services.estimate_wait import Phase, line_index, ticket_status
+from waitroom.services.line import MAX_RELOADS
+from waitroom.store.redis_store import EventConfig, ScriptRefused
 
 JSON = {"accept": "application/json"}
 
@@ -264,3 +267,32 @@ async def test_made_up_event_ids_do_not_hammer_postgres(
         # A burst of 50 lookups, then "busy" (503) instead of a query per made-up id.
         assert codes.count(404) == len(looked_up) <= 55 and codes.count(503) >= 25
         assert looked_up.count("made-up-0") == 1  # unknown ids are remembered a while
+
+
+async def test_refresh_answers_busy_when_redis_keeps_losing_the_event(
+    db: asyncpg.Pool, make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """admit_next answering NOT_LOADED again and again: reloaded from Postgres a bounded
+    number of times, then StoreUnavailable (busy), no recursion."""
+    event_id = await add_event(db)
+    app = make_app()
+    async with running(app):
+        line = line_of(app)
+        await line.refresh(event_id)
+        calls: list[str] = []
+        loads: list[str] = []
+        load = line.load_config
+
+        async def not_loaded(*args: object, **kwargs: object) -> object:
+            calls.append("admit_next")
+            raise ScriptRefused(ScriptError.NOT_LOADED)
+
+        async def counting(event_id: str) -> EventConfig | None:
+            loads.append(event_id)
+            return await load(event_id)
+
+        monkeypatch.setattr(store_of(app), "admit_next", not_loaded)
+        monkeypatch.setattr(line, "load_config", counting)
+        with pytest.raises(StoreUnavailable):
+            await line.refresh(event_id)
+        assert len(calls) == 1 + MAX_RELOADS and loads == [event_id] * MAX_RELOADS

@@ -11,7 +11,15 @@ from machiai import keys as shared
 from tests.waitroom.conftest import T0_MS
 from waitroom.errors import ScriptError
 from waitroom.store import keys
-from waitroom.store.redis_store import EventConfig, LineKind, LiveState, RedisStore, ScriptRefused
+from waitroom.store.redis_store import (
+    SCRIPTS,
+    EventConfig,
+    LineKind,
+    LiveState,
+    PassResult,
+    RedisStore,
+    ScriptRefused,
+)
 
 HOLD_MS = 120_000
 GRACE_MS = 600_000
@@ -67,7 +75,7 @@ async def test_scripts_refuse_unloaded_event(store: RedisStore, event_id: str) -
             ticket_id="t",
             line_index=0,
             pass_id="p",
-            token="x",
+            issued_s=1,
             pass_ttl_ms=1000,
             grace_ms=GRACE_MS,
             hold_ms=HOLD_MS,
@@ -178,10 +186,10 @@ async def test_issue_pass_codes(redis: aioredis.Redis, store: RedisStore, event_
     await store.join_line(event_id, 1, "00", T0_MS)
     await admit(store, event_id, T0_MS)  # index 0 admitted, the whole line
 
-    async def issue(index: int, ticket: str, now: int, pass_id: str = "") -> object:
+    async def issue(index: int, ticket: str, now: int, pass_id: str = "") -> PassResult:
         return await store.issue_pass(
             event_id, ticket_id=ticket, line_index=index, pass_id=pass_id or uuid.uuid4().hex,
-            token=f"tok-{ticket}-{now}", pass_ttl_ms=300_000, grace_ms=GRACE_MS,
+            issued_s=now // 1000 - 7, pass_ttl_ms=300_000, grace_ms=GRACE_MS,
             hold_ms=HOLD_MS, now_ms=now,
         )  # fmt: skip
 
@@ -190,13 +198,18 @@ async def test_issue_pass_codes(redis: aioredis.Redis, store: RedisStore, event_
     assert refused.value.code is ScriptError.NOT_ADMITTED
     first = await issue(0, "t0", T0_MS + 1000, "pass-a")
     again = await issue(0, "t0", T0_MS + 2000, "pass-b")
-    assert first.new and not again.new  # type: ignore[attr-defined]
-    assert again.token == first.token and again.pass_id == "pass-a"  # type: ignore[attr-defined]
+    assert first.new and not again.new
+    # The live pass again, with its own issue time (the caller's second, not Redis TIME).
+    assert (first.pass_id, first.issued_s) == ("pass-a", (T0_MS + 1000) // 1000 - 7)
+    assert again == PassResult(False, "pass-a", first.issued_s, T0_MS, T0_MS + 301_000)
+    record = await redis.get(keys.ticket_pass(p, event_id, "t0"))
+    assert record == f"pass-a|{T0_MS + 301_000}|{first.issued_s}".encode()  # no token kept
     live = await admit(store, event_id, T0_MS + 2000)
     assert (live.fresh, live.outstanding) == (0, 1)
     # The pass expires unredeemed: a new one within the grace period.
     renewed = await issue(0, "t0", T0_MS + 302_000, "pass-c")
-    assert renewed.new and renewed.pass_id == "pass-c"  # type: ignore[attr-defined]
+    assert renewed.new and renewed.pass_id == "pass-c"
+    assert renewed.issued_s == (T0_MS + 302_000) // 1000 - 7
     await redis.zadd(shared.used_passes(p, event_id), {"pass-c": T0_MS + 303_000})
     with pytest.raises(ScriptRefused) as refused:
         await issue(0, "t0", T0_MS + 304_000)
@@ -243,7 +256,7 @@ async def test_every_key_carries_prefix_and_event_tag(
     await store.join_line(event_id, 2, "00", T0_MS)
     await admit(store, event_id, T0_MS)
     await store.issue_pass(
-        event_id, ticket_id="t0", line_index=0, pass_id="p0", token="x", pass_ttl_ms=1000,
+        event_id, ticket_id="t0", line_index=0, pass_id="p0", issued_s=1, pass_ttl_ms=1000,
         grace_ms=GRACE_MS, hold_ms=HOLD_MS, now_ms=T0_MS,
     )  # fmt: skip
     found = [k.decode() async for k in redis.scan_iter(match=f"*{event_id}*")]
@@ -258,7 +271,7 @@ async def test_issue_pass_record_expires_after_grace_and_pass(
     await store.join_line(event_id, 1, "00", T0_MS)
     await admit(store, event_id, T0_MS)
     await store.issue_pass(
-        event_id, ticket_id="t0", line_index=0, pass_id="p0", token="x", pass_ttl_ms=300_000,
+        event_id, ticket_id="t0", line_index=0, pass_id="p0", issued_s=1, pass_ttl_ms=300_000,
         grace_ms=GRACE_MS, hold_ms=HOLD_MS, now_ms=T0_MS + 5000,
     )  # fmt: skip
     ttl_ms = await redis.pttl(keys.ticket_pass(store.prefix, event_id, "t0"))
@@ -274,9 +287,9 @@ async def test_a_ticket_enters_once_even_after_booking_forgets_the_pass(
     await store.join_line(event_id, 1, "00", T0_MS)
     await admit(store, event_id, T0_MS)
 
-    async def issue(now: int, pass_id: str) -> object:
+    async def issue(now: int, pass_id: str) -> PassResult:
         return await store.issue_pass(
-            event_id, ticket_id="t0", line_index=0, pass_id=pass_id, token=pass_id,
+            event_id, ticket_id="t0", line_index=0, pass_id=pass_id, issued_s=now // 1000,
             pass_ttl_ms=60_000, grace_ms=GRACE_MS, hold_ms=HOLD_MS, now_ms=now,
         )  # fmt: skip
 
@@ -289,3 +302,33 @@ async def test_a_ticket_enters_once_even_after_booking_forgets_the_pass(
     with pytest.raises(ScriptRefused) as refused:
         await issue(T0_MS + 200_000, "pass-b")
     assert refused.value.code is ScriptError.ALREADY_ENTERED
+
+
+async def test_issue_pass_reads_a_record_left_in_the_older_form(
+    redis: aioredis.Redis, store: RedisStore, event_id: str
+) -> None:
+    """A record written before issued_s was stored ("pass_id|expires_ms|token") is still the
+    ticket's live pass, issued when it was recorded (expiry - pass ttl)."""
+    await store.load_event(config(event_id, state="open", opens_at_ms=T0_MS))
+    await store.join_line(event_id, 1, "00", T0_MS)
+    await admit(store, event_id, T0_MS)
+    record = keys.ticket_pass(store.prefix, event_id, "t0")
+    await redis.set(record, f"old-pass|{T0_MS + 301_500}|eyJh.b2xk.c2ln", px=600_000)
+    again = await store.issue_pass(
+        event_id, ticket_id="t0", line_index=0, pass_id="new-pass", issued_s=9,
+        pass_ttl_ms=300_000, grace_ms=GRACE_MS, hold_ms=HOLD_MS, now_ms=T0_MS + 2000,
+    )  # fmt: skip
+    assert again == PassResult(False, "old-pass", (T0_MS + 1500) // 1000, T0_MS, T0_MS + 301_500)
+
+
+async def test_scripts_work_again_after_redis_forgets_them(
+    redis: aioredis.Redis, store: RedisStore, event_id: str
+) -> None:
+    """After SCRIPT FLUSH (a restart, a new node) each script meets NOSCRIPT once, is loaded
+    again, and the call goes through."""
+    await store.load_event(config(event_id, state="open", opens_at_ms=T0_MS))
+    await redis.script_flush()
+    assert (await store.join_line(event_id, 2, "00", T0_MS)).first == 0
+    await redis.script_flush()
+    assert (await admit(store, event_id, T0_MS)).admitted == 1
+    assert await redis.script_exists(SCRIPTS["admit_next"].sha) == [True]

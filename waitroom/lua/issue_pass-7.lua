@@ -1,23 +1,36 @@
 --[[
-  issue_pass-7: give an admitted ticket its admission pass, at most one live pass per ticket.
+  issue_pass-7: decide an admitted ticket's admission pass, at most one live pass per ticket.
 
-  The ticket's line index must be below the admitted counter, and its turn
-  (the second its index was admitted, from the batches) no older than grace_ms.
-  A live pass already issued for this ticket is returned again (same token);
-  a redeemed one means the resident already entered; an expired unredeemed one
-  is replaced (a resident back within the grace period). A pass issued while
-  the turn is still inside hold_ms replaces the turn's own hold (KEYS[5]);
-  every pass is counted as active until redeemed or expired (KEYS[6]).
+  Every check comes before the first write: the event is loaded and not closed; the
+  ticket's line index is below the admitted counter and not below the floor; its turn
+  (the second its index was admitted, found in the batches) is no older than grace_ms;
+  the ticket has not entered (KEYS[7]) and its recorded pass was not redeemed (KEYS[3]).
+  Then:
+    * a recorded pass that has not expired is returned again (code 1), nothing written;
+    * else (no pass yet, or an expired unredeemed one: a resident back within the grace
+      period) a new pass is recorded (code 0): the ticket's record (KEYS[4]), the issued
+      zset while the turn is still inside hold_ms (the pass replaces the turn's own hold,
+      KEYS[5]), and the passes zset, where it counts as active until redeemed or expired.
+  No token is stored: the caller signs (event, ticket, pass_id) at issued_s, so the same
+  live pass always gives the same token. A record left in the older form
+  "pass_id|expires_ms|token" counts as issued at floor((expires_ms - pass_ttl_ms) / 1000).
 
-  KEYS[1] event hash   KEYS[2] batches zset   KEYS[3] used passes (booking's)
-  KEYS[4] this ticket's pass record (string "pass_id|expires_ms|token", PX)
+  KEYS[1] event hash   KEYS[2] batches zset (score second, member counter after it)
+  KEYS[3] used passes (booking's: pass id -> ms redeemed)
+  KEYS[4] this ticket's pass record: string "pass_id|expires_ms|issued_s", kept (PX)
+          until the later of the turn's grace end and the pass's expiry, plus a minute
   KEYS[5] issued zset (ticket id -> admission ms)
   KEYS[6] passes zset ("pass id|ticket id" -> expiry ms)   KEYS[7] entered zset (ticket id -> ms)
 
-  ARGV[1] ticket id    ARGV[2] line index     ARGV[3] new pass id    ARGV[4] new pass token
-  ARGV[5] pass_ttl_ms  ARGV[6] grace_ms       ARGV[7] hold_ms        ARGV[8] now_ms override
+  ARGV[1] ticket id       ARGV[2] line index    ARGV[3] pass id, if a new pass is recorded
+  ARGV[4] issued_s: unix seconds on the waitroom process's own clock, if a new pass is
+          recorded (not Redis TIME: booking checks a pass's age on its own clock and
+          refuses one signed in the future)
+  ARGV[5] pass_ttl_ms     ARGV[6] grace_ms      ARGV[7] hold_ms
+  ARGV[8] now_ms override for tests ('' = Redis TIME: turns and expiries are on Redis time)
 
-  Returns  {code, token, pass_id, admitted_ms, expires_ms}: code 0 new pass, 1 same live pass
+  Returns  {code, pass_id, issued_s, admitted_ms, expires_ms}
+           code 0 new pass recorded, 1 the same live pass again
           -1 NOT_LOADED, -2 CLOSED, -6 NOT_ADMITTED, -7 TURN_EXPIRED, -8 ALREADY_ENTERED
 ]]
 local event_key, batches_key, used_key = KEYS[1], KEYS[2], KEYS[3]
@@ -57,16 +70,19 @@ if now_ms - admitted_ms > grace_ms then return -7 end
 if redis.call('ZSCORE', entered_key, ticket_id) then return -8 end
 local record = redis.call('GET', record_key)
 if record then
-  local pass_id, expires_ms, token = string.match(record, '^([^|]+)|(%d+)|(.+)$')
+  local pass_id, expires, issued = string.match(record, '^([^|]+)|(%d+)|(.+)$')
   if redis.call('ZSCORE', used_key, pass_id) then return -8 end
-  if tonumber(expires_ms) > now_ms then
-    return {1, token, pass_id, admitted_ms, tonumber(expires_ms)}
+  local expires_ms = tonumber(expires)
+  if expires_ms > now_ms then
+    local issued_s = tonumber(issued) or math.floor((expires_ms - pass_ttl_ms) / 1000)
+    return {1, pass_id, issued_s, admitted_ms, expires_ms}
   end
 end
 
+local pass_id, issued_s = ARGV[3], tonumber(ARGV[4])
 local expires_ms = now_ms + pass_ttl_ms
 local keep_ms = math.max(admitted_ms + grace_ms, expires_ms) - now_ms + 60000
-redis.call('SET', record_key, ARGV[3] .. '|' .. expires_ms .. '|' .. ARGV[4], 'PX', keep_ms)
+redis.call('SET', record_key, pass_id .. '|' .. expires_ms .. '|' .. issued_s, 'PX', keep_ms)
 if admitted_ms > now_ms - hold_ms then redis.call('ZADD', issued_key, admitted_ms, ticket_id) end
-redis.call('ZADD', passes_key, expires_ms, ARGV[3] .. '|' .. ticket_id)
-return {0, ARGV[4], ARGV[3], admitted_ms, expires_ms}
+redis.call('ZADD', passes_key, expires_ms, pass_id .. '|' .. ticket_id)
+return {0, pass_id, issued_s, admitted_ms, expires_ms}

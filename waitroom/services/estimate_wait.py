@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from machiai.tokens import Ticket
 from waitroom.errors import TicketUnknown
-from waitroom.services.admit_next import Clock, Snapshot
+from waitroom.services.line import Clock, Snapshot
 from waitroom.services.prequeue_shuffle import permute
 from waitroom.settings import WaitroomSettings
 

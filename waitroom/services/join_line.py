@@ -1,153 +1,49 @@
-"""Joining the line: numbers in arrival order, handed out in shared round trips.
-
-Joins that arrive together share one join_line-1.lua call (one INCRBY): joins
-that reach the event loop in the same turn go together, joins arriving while a
-call is in flight gather for the next one (group commit), and an idle event's
-first join may wait ``join_linger_ms`` for company (0 by default: measured best).
-Numbers of a batch go out in the order the joins arrived in this process.
-"""
+"""Joining the line: the ticket a resident holds, or a new number in arrival order."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import secrets
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
-
-from waitroom.errors import EventClosed, EventNotOpenYet, ScriptError
-from waitroom.services.admit_next import Clock, Line, redis_clock
-from waitroom.store.redis_store import LineKind, RedisStore, ScriptRefused
+from machiai.tokens import Ticket, new_id
+from waitroom.errors import EventClosed, TicketRefused, TooManyRequests
+from waitroom.services.context import Waitroom
+from waitroom.services.estimate_wait import TicketStatus, status_at
+from waitroom.services.tickets import load_ticket, status_of
+from waitroom.store.redis_store import LineKind
 
 
-@dataclass(frozen=True, slots=True)
-class Number:
-    kind: LineKind
-    number: int
-    admitted: int
-    n_pre: int | None
+async def join_line(
+    wr: Waitroom, event_id: str, token: str | None, client: str
+) -> tuple[str, TicketStatus, bool]:
+    """A ticket for this resident: the one sent if valid (same place), else a new number.
 
-    @property
-    def line_index(self) -> int | None:
-        if self.kind is LineKind.PREQUEUE or self.n_pre is None:
-            return None
-        return self.n_pre + self.number
-
-
-class JoinBatcher:
-    """Batches concurrent joins per event into one Redis call."""
-
-    def __init__(
-        self,
-        store: RedisStore,
-        line: Line,
-        *,
-        linger_ms: float = 0.0,
-        max_batch: int = 512,
-        clock: Clock = redis_clock,
-    ) -> None:
-        self.store = store
-        self.line = line
-        self.linger_s = linger_ms / 1000
-        self.max_batch = max_batch
-        self.clock = clock
-        self._pending: dict[str, list[asyncio.Future[Number]]] = {}
-        self._flushing: dict[str, asyncio.Task[None]] = {}
-        self.calls = 0  # Redis round trips made (for tests and the benchmark)
-
-    async def take_number(self, event_id: str) -> Number:
-        """The next number of this event's line (pre-queue or arrival)."""
-        future: asyncio.Future[Number] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(event_id, []).append(future)
-        if event_id not in self._flushing:
-            self._flushing[event_id] = asyncio.create_task(self._flush(event_id))
-        return await future
-
-    async def _flush(self, event_id: str) -> None:
+    Invariant: a resident who sends a valid ticket keeps its place (no second number);
+    new numbers go out in arrival order, counted against the client's limit first.
+    Returns (ticket token, status, whether it is new)."""
+    ticket: Ticket | None = None
+    if token is not None:
         try:
-            if self.linger_s > 0 and len(self._pending.get(event_id, ())) < self.max_batch:
-                await asyncio.sleep(self.linger_s)
-            while self._pending.get(event_id):
-                queue = self._pending[event_id]
-                batch, self._pending[event_id] = queue[: self.max_batch], queue[self.max_batch :]
-                await self._call(event_id, batch)
-        finally:
-            del self._flushing[event_id]
-            if not self._pending.get(event_id):
-                self._pending.pop(event_id, None)
-
-    async def _call(self, event_id: str, batch: list[asyncio.Future[Number]]) -> None:
-        self.calls += 1
-        try:
-            try:
-                result = await self.store.join_line(
-                    event_id, len(batch), secrets.token_hex(16), self.clock()
-                )
-            except ScriptRefused as refused:
-                if refused.code is not ScriptError.NOT_LOADED:
-                    raise
-                self.line.forget(event_id)
-                await self.line.snapshot(event_id)
-                result = await self.store.join_line(
-                    event_id, len(batch), secrets.token_hex(16), self.clock()
-                )
-        except ScriptRefused as refused:
-            error: Exception = {
-                ScriptError.CLOSED: EventClosed,
-                ScriptError.NOT_OPEN_YET: EventNotOpenYet,
-            }.get(refused.code, EventClosed)()
-            for future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        except Exception as exc:
-            for future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for offset, future in enumerate(batch):
-            if not future.done():
-                future.set_result(
-                    Number(result.kind, result.first + offset, result.admitted, result.n_pre)
-                )
-
-    async def close(self) -> None:
-        for task in list(self._flushing.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-class ClientLimiter:
-    """Per-client token bucket for joins, in this process only (no Redis round trip).
-
-    With several processes behind a load balancer a client gets up to
-    ``processes x per_minute``; the limit is against scripted floods, not exact quotas."""
-
-    def __init__(self, per_minute: int, burst: int, max_clients: int = 100_000) -> None:
-        self.per_s = per_minute / 60.0
-        self.burst = float(burst)
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    @property
-    def enabled(self) -> bool:
-        return self.per_s > 0
-
-    def check(self, client: str) -> int:
-        """0 if allowed (and counted), else seconds to wait."""
-        if not self.enabled:
-            return 0
-        now = time.monotonic()
-        tokens, last = self._buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.per_s)
-        if tokens >= 1.0:
-            self._buckets[client] = (tokens - 1.0, now)
-            allowed = 0
-        else:
-            self._buckets[client] = (tokens, now)
-            allowed = max(1, int((1.0 - tokens) / self.per_s + 0.999))
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return allowed
+            ticket = load_ticket(wr, token, event_id)
+        except TicketRefused:
+            ticket = None  # a spoilt old ticket does not stop a fresh join
+    if ticket is None:
+        # Counted before anything is looked up: floods (also of made-up events) stop here.
+        wait_s = wr.limiter.check(client)
+        if wait_s:
+            raise TooManyRequests(wait_s)
+    snap = await wr.line.fresh_snapshot(event_id)
+    if ticket is not None:
+        assert token is not None
+        return token, await status_of(wr, ticket, snap), False
+    if snap.live.state == "closed":
+        raise EventClosed()
+    number = await wr.batcher.take_number(event_id)
+    prequeue = number.kind is LineKind.PREQUEUE
+    ticket = Ticket(event_id, number.number, new_id(), prequeue)
+    token = wr.tokens.dump_ticket(ticket)
+    index = number.line_index
+    if index is not None and index - number.admitted < max(1.0, snap.live.rate / 60):
+        if snap.live.state == "open":
+            # Safety net: nobody (or hardly anyone) ahead: admit now if booking has room.
+            snap = await wr.line.kick(event_id)
+    # The join's own reply knows its counters: no need to wait for the next refresh.
+    admitted = max(number.admitted, snap.live.admitted)
+    return token, status_at(index, admitted, snap, wr.settings, wr.clock), True

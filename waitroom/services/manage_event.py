@@ -22,7 +22,7 @@ from waitroom.errors import (
     ScriptError,
     StoreUnavailable,
 )
-from waitroom.services.admit_next import Line
+from waitroom.services.line import Line
 from waitroom.store import pg_store
 from waitroom.store.keys import EVENT_ID
 from waitroom.store.redis_store import RedisStore, ScriptRefused

@@ -41,5 +41,5 @@ def entered(prefix: str, event_id: str) -> str:
 
 
 def ticket_pass(prefix: str, event_id: str, ticket_id: str) -> str:
-    """STRING with expiry: the pass of one admitted ticket ("pass_id|expires_ms|token")."""
+    """STRING with expiry: the pass of one admitted ticket ("pass_id|expires_ms|issued_s")."""
     return f"{shared.event_tag(prefix, event_id)}:wr:tp:{ticket_id}"

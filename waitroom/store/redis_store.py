@@ -1,9 +1,10 @@
-"""Typed wrappers of the waitroom's Lua scripts: the only code that calls EVALSHA.
+"""Typed wrappers of the waitroom's Lua scripts: the only code that runs them.
 
-Each wrapper builds its keys (all under one event's hash tag), checks the key
-count against the script's file name, converts the reply into a dataclass and
-turns a negative return code into :class:`ScriptRefused`. Redis failures are
-translated here into :class:`~waitroom.errors.StoreUnavailable`.
+Scripts go through :mod:`machiai.scripts` (EVALSHA, loaded again when Redis answers
+NOSCRIPT) on the redis-py client. Each wrapper builds its keys (all under one event's
+hash tag), converts the reply into a dataclass and turns a negative return code into
+:class:`ScriptRefused`; the key count is checked against the script's file name. Redis
+failures are translated here into :class:`~waitroom.errors.StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from machiai import keys as shared
+from machiai.scripts import RedisPyWire, Scripts
 from waitroom.errors import ScriptError, StoreUnavailable
 from waitroom.store import keys
 
@@ -98,9 +98,11 @@ class LiveState:
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
+    """The ticket's one live pass as Redis recorded it; the caller signs it at ``issued_s``."""
+
     new: bool
-    token: str
     pass_id: str
+    issued_s: int
     admitted_ms: int
     expires_ms: int
 
@@ -129,27 +131,25 @@ def _now_arg(now_ms: int | None) -> str:
     return "" if now_ms is None else str(now_ms)
 
 
+# waitroom/lua/<name>-<nkeys>.lua, read and hashed once per process (machiai.scripts).
+SCRIPTS = Scripts("waitroom")
+
+
 class RedisStore:
-    """The waitroom's Lua scripts, registered once per client."""
+    """The waitroom's Lua scripts on one redis-py client, sent as EVALSHA."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = 2.0) -> None:
         self.client = client
         self.prefix = prefix
         self.timeout_s = timeout_s
-        self._scripts: dict[str, tuple[AsyncScript, int]] = {}
-        for entry in (resources.files("waitroom") / "lua").iterdir():
-            if entry.name.endswith(".lua"):
-                stem = entry.name.removesuffix(".lua")
-                name, _, nkeys = stem.rpartition("-")
-                source = entry.read_text(encoding="utf-8")
-                self._scripts[name] = (client.register_script(source), int(nkeys))
+        self._wire = RedisPyWire(client)
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[str | int]) -> Any:
-        script, nkeys = self._scripts[name]
-        assert len(keys_) == nkeys, f"{name} takes {nkeys} keys"
+        """One script call (loaded again if Redis answers NOSCRIPT); Redis failures become
+        StoreUnavailable and a negative reply ScriptRefused."""
         try:
             async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
-                reply = await script(keys=list(keys_), args=list(args))
+                reply = await SCRIPTS.run(self._wire, name, keys_, args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable() from exc
         if isinstance(reply, int) and reply < 0:
@@ -255,13 +255,14 @@ class RedisStore:
         ticket_id: str,
         line_index: int,
         pass_id: str,
-        token: str,
+        issued_s: int,
         pass_ttl_ms: int,
         grace_ms: int,
         hold_ms: int,
         now_ms: int | None = None,
     ) -> PassResult:
-        """The ticket's one live pass (new or the same again); refuses if not its turn."""
+        """The ticket's one live pass: ``pass_id`` issued at ``issued_s`` (unix seconds, this
+        process's clock) if none is live, else the live one again; refuses if not its turn."""
         p = self.prefix
         reply = await self._run(
             "issue_pass",
@@ -278,18 +279,18 @@ class RedisStore:
                 ticket_id,
                 line_index,
                 pass_id,
-                token,
+                issued_s,
                 pass_ttl_ms,
                 grace_ms,
                 hold_ms,
                 _now_arg(now_ms),
             ],  # fmt: skip
         )
-        code, token_out, pass_out, admitted_ms, expires_ms = reply
+        code, pass_out, issued_out, admitted_ms, expires_ms = reply
         return PassResult(
             new=int(code) == 0,
-            token=_text(token_out),
             pass_id=_text(pass_out),
+            issued_s=int(issued_out),
             admitted_ms=int(admitted_ms),
             expires_ms=int(expires_ms),
         )

@@ -22,7 +22,6 @@ from waitroom.services import manage_event
 from waitroom.services.manage_event import Actor
 from waitroom.web.common import event_id_of, waitroom
 from waitroom.web.join import bounded_body
-from waitroom.web.status import fresh_snapshot
 
 MAX_BODY_BYTES = 16_384
 
@@ -91,7 +90,7 @@ async def prequeue_seed(request: Request) -> Response:
     """The shuffle's inputs, once frozen at opening: anyone can recompute every place."""
     wr = waitroom(request)
     event_id = event_id_of(request)
-    snap = await fresh_snapshot(wr, event_id)
+    snap = await wr.line.fresh_snapshot(event_id)
     live = snap.live
     if live.n_pre is None or live.seed is None:
         raise NotAdmittedYet(

@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from machiai.errors import prefers_english
-from machiai.tokens import Ticket, TokenError, Tokens
-from waitroom.errors import InvalidInput, TicketMissing, TicketRefused
-from waitroom.services.admit_next import Clock, Line
+from waitroom.errors import InvalidInput
+from waitroom.services.context import Waitroom
 from waitroom.services.estimate_wait import TicketStatus
-from waitroom.services.join_line import ClientLimiter, JoinBatcher
 from waitroom.settings import WaitroomSettings
 from waitroom.store.keys import EVENT_ID
-from waitroom.store.redis_store import RedisStore
 
-TICKET_HEADER = "x-machiai-ticket"
 TICKET_QUERY = "t"
-MAX_TOKEN_CHARS = 512
-
-TOKEN_ERRORS = {
-    "token_invalid": ("ticket_invalid", "整理券が正しくありません。", "This ticket is not valid."),
-    "token_expired": (
-        "ticket_expired",
-        "整理券の有効期限が切れました。もう一度列に並んでください。",
-        "This ticket has expired. Please join the line again.",
-    ),
-    "token_wrong_event": (
-        "ticket_wrong_event",
-        "この整理券は別の予約受付のものです。",
-        "This ticket belongs to another booking event.",
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Waitroom:
-    """Everything a request handler needs, kept on ``app.state.waitroom``."""
-
-    settings: WaitroomSettings
-    store: RedisStore
-    line: Line
-    batcher: JoinBatcher
-    limiter: ClientLimiter
-    tokens: Tokens
-    clock: Clock
+# Raw ASGI header names (lower case, bytes), compared as they come off the scope.
+TICKET_HEADER = b"x-machiai-ticket"
+FORWARDED_FOR = b"x-forwarded-for"
 
 
 def waitroom(request: Request) -> Waitroom:
@@ -77,39 +49,48 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def client_id(request: Request, settings: WaitroomSettings) -> str:
+def client_id(scope: Scope, settings: WaitroomSettings) -> str:
+    """Whom the join limit counts: the peer address, or behind a trusted proxy the first
+    X-Forwarded-For address (a client can write that header, so only when configured)."""
     if settings.trust_forwarded:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+        for name, value in scope["headers"]:
+            if name == FORWARDED_FOR:
+                first = str(value.decode("latin-1")).split(",")[0].strip()
+                if first:
+                    return first
+                break
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
-def ticket_token(request: Request, event_id: str, body_token: str | None = None) -> str | None:
-    """The ticket as sent: header, then ?t=, then the body, then the cookie."""
-    # Checked one by one: parsing a query string or cookies costs time on the hot path.
-    headers = request.headers
-    token = headers.get(TICKET_HEADER)
-    if not token and request.scope.get("query_string"):
-        token = request.query_params.get(TICKET_QUERY)
-    if not token:
-        token = body_token
-    if not token and "cookie" in headers:
-        token = request.cookies.get(cookie_name(event_id))
-    return token or None
+def ticket_token(scope: Scope, event_id: str, body_token: str | None = None) -> str | None:
+    """The ticket as sent: the X-Machiai-Ticket header, then ``?t=``, then the body, then
+    the cookie.
 
-
-def load_ticket(wr: Waitroom, token: str | None, event_id: str) -> Ticket:
-    """A verified ticket of this event, or a refusal with a precise code."""
-    if token is None:
-        raise TicketMissing()
-    if len(token) > MAX_TOKEN_CHARS:
-        raise TicketRefused()
-    try:
-        return wr.tokens.load_ticket(token, wr.settings.ticket_ttl_s, event_id)
-    except TokenError as exc:
-        code, ja, en = TOKEN_ERRORS.get(exc.code, TOKEN_ERRORS["token_invalid"])
-        raise TicketRefused(en, ja, code=code) from None
+    Read off the raw ASGI scope one source at a time: a status poll is the hottest request,
+    and the waiting page's poll sends the header, so it parses no query string and no cookie
+    (and builds no Request)."""
+    cookie = b""
+    for name, value in scope["headers"]:
+        if name == TICKET_HEADER:
+            if value:
+                return str(value.decode("latin-1"))
+        elif name == b"cookie":  # HTTP/2 may split the cookies over several headers
+            cookie = cookie + b"; " + value if cookie else value
+    query = scope.get("query_string")
+    if query:
+        found = parse_qs(query.decode("latin-1")).get(TICKET_QUERY)
+        if found:
+            return str(found[0])
+    if body_token:
+        return body_token
+    if cookie:
+        wanted = cookie_name(event_id) + "="
+        for part in cookie.decode("latin-1").split(";"):
+            part = part.strip()
+            if part.startswith(wanted) and len(part) > len(wanted):
+                return part[len(wanted) :]
+    return None
 
 
 def _num(value: float | None) -> str:

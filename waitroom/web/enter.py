@@ -7,21 +7,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from machiai.errors import AppError, Busy
 from waitroom.services.issue_pass import issue_pass
-from waitroom.web.common import (
-    english,
-    event_id_of,
-    load_ticket,
-    ticket_token,
-    waitroom,
-    wants_json,
-)
+from waitroom.services.tickets import load_ticket
+from waitroom.web.common import english, event_id_of, ticket_token, waitroom, wants_json
 from waitroom.web.join import body_ticket
 
 
 async def enter(request: Request) -> Response:
     wr = waitroom(request)
     event_id = event_id_of(request)
-    token = ticket_token(request, event_id, await body_ticket(request))
+    token = ticket_token(request.scope, event_id, await body_ticket(request))
     try:
         ticket = load_ticket(wr, token, event_id)
         entry = await issue_pass(

@@ -11,49 +11,18 @@ from the waiting page, joins with a body, every other path).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from machiai.errors import AppError, app_error_handler
+from waitroom.services.context import Waitroom
+from waitroom.services.join_line import join_line
+from waitroom.services.tickets import load_ticket, status_of
 from waitroom.store.keys import EVENT_ID
-from waitroom.web.common import (
-    TICKET_HEADER,
-    TICKET_QUERY,
-    Waitroom,
-    cookie_name,
-    load_ticket,
-    ticket_cookie,
-)
+from waitroom.web.common import client_id, ticket_cookie, ticket_token
 from waitroom.web.common import status_json as render_status
-from waitroom.web.join import join_line
-from waitroom.web.status import fresh_snapshot, status_of
 
-_HEADER = TICKET_HEADER.encode()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def _token(scope: Scope, event_id: str) -> str | None:
-    """The ticket from the header, ``?t=`` or the cookie, read off the raw scope."""
-    cookie = b""
-    for name, value in scope["headers"]:
-        if name == _HEADER:
-            return str(value.decode("latin-1"))
-        if name == b"cookie":
-            cookie = value
-    query = scope.get("query_string", b"")
-    if query:
-        found = parse_qs(query.decode("latin-1")).get(TICKET_QUERY)
-        if found:
-            return str(found[0])
-    if cookie:
-        wanted = cookie_name(event_id) + "="
-        for part in cookie.decode("latin-1").split(";"):
-            part = part.strip()
-            if part.startswith(wanted):
-                return str(part[len(wanted) :]) or None
-    return None
 
 
 class HotPaths:
@@ -79,8 +48,8 @@ class HotPaths:
     async def status(self, scope: Scope, receive: Receive, send: Send, event_id: str) -> None:
         wr: Waitroom = scope["app"].state.waitroom
         try:
-            ticket = load_ticket(wr, _token(scope, event_id), event_id)
-            snap = await fresh_snapshot(wr, event_id)
+            ticket = load_ticket(wr, ticket_token(scope, event_id), event_id)
+            snap = await wr.line.fresh_snapshot(event_id)
             body = render_status(event_id, await status_of(wr, ticket, snap))
         except AppError as exc:
             response = await app_error_handler(Request(scope, receive), exc)
@@ -92,7 +61,7 @@ class HotPaths:
         wr: Waitroom = scope["app"].state.waitroom
         try:
             token, result, created = await join_line(
-                wr, event_id, _token(scope, event_id), _client(scope, wr)
+                wr, event_id, ticket_token(scope, event_id), client_id(scope, wr.settings)
             )
         except AppError as exc:
             response = await app_error_handler(Request(scope, receive), exc)
@@ -121,12 +90,3 @@ def _bodiless(scope: Scope) -> bool:
         ):
             return False
     return True
-
-
-def _client(scope: Scope, wr: Waitroom) -> str:
-    if wr.settings.trust_forwarded:
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                return str(value.decode("latin-1").split(",")[0].strip())
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"

@@ -10,22 +10,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from machiai.errors import AppError
-from machiai.tokens import Ticket, new_id
-from waitroom.errors import (
-    BodyTooLarge,
-    EventClosed,
-    InvalidInput,
-    TicketRefused,
-    TooManyRequests,
-)
-from waitroom.services.estimate_wait import TicketStatus, status_at
-from waitroom.store.redis_store import LineKind
+from waitroom.errors import BodyTooLarge, InvalidInput
+from waitroom.services.join_line import join_line
 from waitroom.web.common import (
-    Waitroom,
     client_id,
     english,
     event_id_of,
-    load_ticket,
     set_ticket_cookie,
     status_response,
     ticket_token,
@@ -33,7 +23,6 @@ from waitroom.web.common import (
     wants_json,
 )
 from waitroom.web.page import error_page
-from waitroom.web.status import fresh_snapshot, status_of
 
 MAX_BODY_BYTES = 4096
 
@@ -74,43 +63,6 @@ async def body_ticket(request: Request) -> str | None:
     return fields.get("t", [None])[0]
 
 
-async def join_line(
-    wr: Waitroom, event_id: str, token: str | None, client: str
-) -> tuple[str, TicketStatus, bool]:
-    """A ticket for this resident: the one sent if valid (same place), else a new number.
-
-    Returns (ticket token, status, whether it is new)."""
-    ticket: Ticket | None = None
-    if token is not None:
-        try:
-            ticket = load_ticket(wr, token, event_id)
-        except TicketRefused:
-            ticket = None  # a spoilt old ticket does not stop a fresh join
-    if ticket is None:
-        # Counted before anything is looked up: floods (also of made-up events) stop here.
-        wait_s = wr.limiter.check(client)
-        if wait_s:
-            raise TooManyRequests(wait_s)
-    snap = await fresh_snapshot(wr, event_id)
-    if ticket is not None:
-        assert token is not None
-        return token, await status_of(wr, ticket, snap), False
-    if snap.live.state == "closed":
-        raise EventClosed()
-    number = await wr.batcher.take_number(event_id)
-    prequeue = number.kind is LineKind.PREQUEUE
-    ticket = Ticket(event_id, number.number, new_id(), prequeue)
-    token = wr.tokens.dump_ticket(ticket)
-    index = number.line_index
-    if index is not None and index - number.admitted < max(1.0, snap.live.rate / 60):
-        if snap.live.state == "open":
-            # Safety net: nobody (or hardly anyone) ahead: admit now if booking has room.
-            snap = await wr.line.kick(event_id)
-    # The join's own reply knows its counters: no need to wait for the next refresh.
-    admitted = max(number.admitted, snap.live.admitted)
-    return token, status_at(index, admitted, snap, wr.settings, wr.clock), True
-
-
 async def join(request: Request) -> Response:
     event_id = event_id_of(request)
     html = "form" in request.headers.get("content-type", "") and not wants_json(request)
@@ -124,8 +76,10 @@ async def join(request: Request) -> Response:
 
 async def _join(request: Request, event_id: str, html: bool) -> Response:
     wr = waitroom(request)
-    token = ticket_token(request, event_id, await body_ticket(request))
-    token, result, created = await join_line(wr, event_id, token, client_id(request, wr.settings))
+    token = ticket_token(request.scope, event_id, await body_ticket(request))
+    token, result, created = await join_line(
+        wr, event_id, token, client_id(request.scope, wr.settings)
+    )
     if html:
         lang = "en" if english(request) else "ja"
         response: Response = RedirectResponse(

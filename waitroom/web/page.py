@@ -18,16 +18,16 @@ from starlette.responses import HTMLResponse, Response
 from machiai.errors import AppError, Busy
 from waitroom.errors import EventNotFound
 from waitroom.services.estimate_wait import Phase, TicketStatus
+from waitroom.services.tickets import load_ticket, status_of
 from waitroom.web.common import (
     english,
     event_id_of,
-    load_ticket,
     status_response,
     ticket_token,
     waitroom,
     wants_json,
 )
-from waitroom.web.status import enter_path, fresh_snapshot, status_of
+from waitroom.web.status import enter_path
 from waitroom.web.texts import SCRIPT_KEYS, TEXTS, duration
 
 BUSY_RETRY_S = 5
@@ -140,11 +140,11 @@ async def page(request: Request) -> Response:
     lang = "en" if english(request) else "ja"
     t = TEXTS[lang]
     here = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
-    token = ticket_token(request, event_id)
+    token = ticket_token(request.scope, event_id)
     as_json = wants_json(request)
     view = PageView(lang=lang, event_name=t["title"], lines=[])
     try:
-        snap = await fresh_snapshot(wr, event_id)
+        snap = await wr.line.fresh_snapshot(event_id)
         view.event_name = snap.name_en if lang == "en" else snap.name_ja
         if token is not None or as_json:
             ticket = load_ticket(wr, token, event_id)

@@ -1,4 +1,4 @@
-"""Admission and the per-process snapshot of every live event's line.
+"""The line of every live event as this process sees it, and the refresher that admits.
 
 Each process keeps, per event, the state admit_next-9.lua last returned. A
 background task calls that script for every event in use a few times a second:
@@ -37,6 +37,10 @@ RATE_WINDOW_S = 60
 MAX_UNKNOWN_EVENTS = 10_000
 COLD_LOADS_PER_S = 20.0
 COLD_LOADS_BURST = 50.0
+# A script that finds its event gone from Redis (flush, new server) reloads it from Postgres
+# and tries again at most this often, then answers busy: a Redis that keeps losing the event
+# must not keep a request (or the refresher) looping.
+MAX_RELOADS = 2
 
 
 def redis_clock() -> int | None:
@@ -195,30 +199,49 @@ class Line:
         self._events.pop(event_id, None)
         self._unknown.pop(event_id, None)
 
+    async def fresh_snapshot(self, event_id: str) -> Snapshot:
+        """The snapshot, refused as busy when the refresher has not reached Redis for a while.
+
+        Invariant: nobody is told a place older than ``snapshot_stale_s``."""
+        snap = await self.snapshot(event_id)
+        if snap.age_s() > self.settings.snapshot_stale_s:
+            raise StoreUnavailable()
+        return snap
+
     # -- admission -------------------------------------------------------------------------
     async def refresh(self, event_id: str) -> Snapshot:
-        """One admit_next round trip for this event: admit what may be admitted, re-snapshot."""
-        entry = await self._entry(event_id)
-        s = self.settings
-        try:
-            live = await self.store.admit_next(
-                event_id,
-                seed_hex=secrets.token_hex(16),
-                hold_ms=s.hold_s * 1000,
-                retention_s=s.retention_s,
-                since_s=entry.since_s,
-                target_p95_ms=s.target_p95_ms,
-                recover_per_s=s.recover_per_s,
-                load_stale_ms=s.load_stale_s * 1000,
-                now_ms=self.clock(),
-            )
-        except ScriptRefused as refused:
-            if refused.code is not ScriptError.NOT_LOADED:
-                raise
-            # Redis lost the event (flush, new server): reload it from Postgres once.
-            self.forget(event_id)
+        """One admit_next round trip for this event: admit what may be admitted, re-snapshot.
+
+        Invariant: an event Redis lost is reloaded at most MAX_RELOADS times, then busy."""
+        for _ in range(1 + MAX_RELOADS):
             entry = await self._entry(event_id)
-            return await self.refresh(event_id)
+            try:
+                live = await self._admit_next(entry)
+            except ScriptRefused as refused:
+                if refused.code is not ScriptError.NOT_LOADED:
+                    raise
+                self.forget(event_id)  # the next _entry loads it from Postgres again
+                continue
+            return self._new_snapshot(entry, live)
+        raise StoreUnavailable()
+
+    async def _admit_next(self, entry: _EventEntry) -> LiveState:
+        s = self.settings
+        return await self.store.admit_next(
+            entry.config.event_id,
+            seed_hex=secrets.token_hex(16),
+            hold_ms=s.hold_s * 1000,
+            retention_s=s.retention_s,
+            since_s=entry.since_s,
+            target_p95_ms=s.target_p95_ms,
+            recover_per_s=s.recover_per_s,
+            load_stale_ms=s.load_stale_s * 1000,
+            now_ms=self.clock(),
+        )
+
+    def _new_snapshot(self, entry: _EventEntry, live: LiveState) -> Snapshot:
+        """The new snapshot: this refresh's batches merged into those kept from before."""
+        s = self.settings
         old = entry.snapshot.batches if entry.snapshot is not None else ()
         keep_from_s = live.now_ms // 1000 - s.retention_s
         merged = [b for b in old if b[0] < entry.since_s and b[0] > keep_from_s]
@@ -227,7 +250,7 @@ class Line:
         entry.since_s = batches[-1][0] if batches else 0
         cfg = entry.config
         snapshot = Snapshot(
-            event_id=event_id,
+            event_id=cfg.event_id,
             municipality=cfg.municipality,
             name_ja=cfg.name_ja,
             name_en=cfg.name_en,
