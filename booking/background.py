@@ -30,7 +30,7 @@ async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
     now_ms = await ctx.redis.now_ms()
     latency = p95_ms(samples)
     for event_id, left in remaining.items():
-        await ctx.redis.publish_event_status(event_id, left, 0, latency, now_ms)
+        await ctx.redis.publish_event_status(event_id, left, latency, now_ms)
 
 
 async def refresh_forever(

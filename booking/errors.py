@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from booking.domain import Refusal
 from machiai.errors import AppError, BadRequest, Busy, NotFound
 
-__all__ = ["AppError", "BadRequest", "Busy", "NotFound"]
+__all__ = ["AppError", "BadRequest", "Busy", "NotFound", "refused"]
 
 
 class Invalid(AppError):
@@ -19,6 +20,13 @@ class Unauthorized(AppError):
     status = 401
     message_ja = "ログインが必要です。もう一度やり直してください。"
     message_en = "Authentication is required."
+
+
+class LoginRefused(AppError):
+    code = "login_refused"
+    status = 401
+    message_ja = "ログイン ID またはパスワードが違います。"
+    message_en = "Wrong login or password."
 
 
 class Forbidden(AppError):
@@ -157,3 +165,22 @@ class Conflict(AppError):
     status = 409
     message_ja = "ほかのデータと重複しています。"
     message_en = "This conflicts with existing data."
+
+
+# What a script's refusal means to the client (NOT_LOADED: Redis lost the slot and it
+# could not be mirrored again in time).
+REFUSALS: dict[Refusal, type[AppError]] = {
+    Refusal.NOT_LOADED: Busy,
+    Refusal.CLOSED: SlotClosed,
+    Refusal.NOT_OPEN: SlotNotOpen,
+    Refusal.ENDED: SlotNotOpen,
+    Refusal.FULL: SlotFull,
+    Refusal.HOLD_EXPIRED: HoldExpired,
+    Refusal.HOLD_EXISTS: HoldExists,
+    Refusal.PASS_USED: PassUsed,
+}
+
+
+def refused(code: Refusal) -> AppError:
+    """The domain error for a script's refusal: the one map from refusals to errors."""
+    return REFUSALS[code]()

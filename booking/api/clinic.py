@@ -5,20 +5,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from booking import errors, http
+from booking import http
+from booking.domain import ClinicStaff, SlotSpec
 from booking.http import Endpoint, Fields, body, ctx_of, ok, query
-from booking.services import publish
-from booking.store import pg, pg_clinic
+from booking.services import clinic, publish
 
 
-def staff_of(request: Request) -> publish.Staff:
-    claims = http.staff(request, "clinic")
-    assert claims.clinic_id is not None
-    return publish.Staff(claims.staff_id, claims.municipality_code, claims.clinic_id)
+def staff_of(request: Request) -> ClinicStaff:
+    return clinic.clinic_staff(http.staff(request, "clinic"))
 
 
-def spec_from(fields: Fields) -> publish.SlotSpec:
-    return publish.SlotSpec(
+def spec_from(fields: Fields) -> SlotSpec:
+    return SlotSpec(
         event_id=fields.text("event_id", max_len=63),
         starts_at=fields.instant("starts_at"),
         duration_min=fields.integer("duration_min", minimum=1, maximum=1440),
@@ -107,45 +105,35 @@ async def import_csv(request: Request) -> Response:
 async def list_slots(request: Request) -> Response:
     staff = staff_of(request)
     day = query(request).day("date")
-    async with pg.acquire(ctx_of(request).pool) as conn:
-        return ok({"slots": await pg_clinic.clinic_slots(conn, staff.clinic_id, day)})
+    return ok({"slots": await clinic.clinic_slots(ctx_of(request), staff, day)})
 
 
 async def update_slot(request: Request) -> Response:
     staff = staff_of(request)
-    slot_id = pg.parse_uuid(http.path_param(request, "slot_id"))
-    if slot_id is None:
-        raise errors.NotFound()
+    slot_id = http.path_param(request, "slot_id")
     fields = await body(request)
     capacity = fields.opt_integer("capacity", minimum=0, maximum=100_000)
     closed = fields.boolean("closed")
     if capacity is None and closed is None:
         raise http.invalid("capacity", "give capacity and/or closed", "capacity か closed を指定")
-    ctx = ctx_of(request)
-    async with pg.acquire(ctx.pool) as conn:
-        slot, state = await pg_clinic.update_slot(conn, staff, slot_id, capacity, closed)
-    await ctx.redis.apply_slot(state)
-    ctx.inventory_changed.set()
+    slot = await clinic.update_slot(ctx_of(request), staff, slot_id, capacity, closed)
     return ok({"slot": slot})
 
 
 async def list_bookings(request: Request) -> Response:
     staff = staff_of(request)
     day = query(request).day("date")
-    async with pg.acquire(ctx_of(request).pool) as conn:
-        return ok({"bookings": await pg_clinic.clinic_bookings(conn, staff.clinic_id, day)})
+    return ok({"bookings": await clinic.clinic_bookings(ctx_of(request), staff, day)})
 
 
 async def mark_attendance(request: Request) -> Response:
     staff = staff_of(request)
-    booking_id = pg.parse_uuid(http.path_param(request, "booking_id"))
-    if booking_id is None:
-        raise errors.NoBooking()
+    booking_id = http.path_param(request, "booking_id")
     status = (await body(request)).text("status", max_len=10)
-    if status not in {"attended", "no_show", "confirmed"}:
+    if status not in clinic.ATTENDANCE:
         raise http.invalid("status", "must be attended, no_show or confirmed", "値が不正です")
-    async with pg.acquire(ctx_of(request).pool) as conn:
-        return ok({"booking": await pg_clinic.mark_attendance(conn, staff, booking_id, status)})
+    booking = await clinic.mark_attendance(ctx_of(request), staff, booking_id, status)
+    return ok({"booking": booking})
 
 
 SLOT_FIELDS = {

@@ -8,117 +8,71 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from booking import errors, http
-from booking.api.resident import SEARCH_PARAMS, SEARCH_RESPONSE, search_filter
+from booking import http
+from booking.api.resident import SEARCH_PARAMS, SEARCH_RESPONSE, hold_json, search_filter
+from booking.domain import Actor
 from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, query
-from booking.services import confirm, hold, sessions
-from booking.services.context import Actor, Channel, Ctx, Resident
-from booking.store import pg
-from machiai.tokens import StaffClaims
+from booking.services import confirm, operator
 
 ROLES = ("operator", "admin")
 
 
-def actor_of(claims: StaffClaims) -> Actor:
-    return Actor(
-        kind="staff",
-        actor_id=claims.staff_id,
-        municipality=claims.municipality_code,
-        channel=Channel.OPERATOR,
-        staff_id=claims.staff_id,
-    )
-
-
-async def _audit(
-    ctx: Ctx, claims: StaffClaims, action: str, voucher: str, after: dict[str, str]
-) -> None:
-    """Operators' Redis-only actions are audited too (who held or released for whom)."""
-    async with pg.acquire(ctx.pool) as conn:
-        await pg.audit(
-            conn,
-            municipality=claims.municipality_code,
-            actor_kind="staff",
-            actor_id=claims.staff_id,
-            action=action,
-            target=voucher,
-            after=after,
-        )
+def acting(request: Request) -> Actor:
+    """The operator (or admin) behind the request, acting in the call-centre lane."""
+    return operator.operator_actor(http.staff(request, *ROLES))
 
 
 async def search_slots(request: Request) -> Response:
     """The same search residents get, for any event of the operator's municipality."""
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     q = query(request)
     event_id = q.text("event_id", max_len=100)
     filt = search_filter(q)
     ctx = ctx_of(request)
-    async with pg.acquire(ctx.pool) as conn:
-        event = await pg.fetch_event(conn, event_id)
-    # Another municipality's event answers like an unknown one: no oracle across tenants.
-    if event is None or event["municipality_code"] != claims.municipality_code:
-        raise errors.NotFound()
+    await operator.check_event(ctx, actor, event_id)
     slots, more = await request.app.state.availability.search(ctx, event_id, filt)
     return ok({"slots": slots, "more": more})
 
 
 async def hold_for_resident(request: Request) -> Response:
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     fields = await body(request)
     voucher = fields.text("voucher", pattern=VOUCHER)
     birth_date = fields.day("birth_date")
     slot_id = fields.text("slot_id", pattern=UUIDISH)
-    ctx = ctx_of(request)
-    actor = actor_of(claims)
-    meta = await hold.visible_slot(ctx, actor, slot_id)
-    resident = await sessions.verify_resident(
-        ctx, claims.municipality_code, voucher, birth_date, meta.event_id
-    )
-    held = await hold.hold_slot(ctx, actor, resident, slot_id)
-    await _audit(ctx, claims, "booking.hold.placed", voucher, {"hold_id": held.hold_id})
-    return ok(
-        {
-            "hold_id": held.hold_id,
-            "slot_id": held.slot_id,
-            "expires_in_ms": held.expires_in_ms,
-            "remaining": held.left,
-        },
-        status=201,
-    )
+    held = await operator.hold_for_caller(ctx_of(request), actor, voucher, birth_date, slot_id)
+    return ok(hold_json(held), status=201)
 
 
 async def release_for_resident(request: Request) -> Response:
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     fields = await body(request)
     voucher = fields.text("voucher", pattern=VOUCHER)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)
-    ctx = ctx_of(request)
-    await hold.release_hold(ctx, Resident(claims.municipality_code, voucher), hold_id)
-    await _audit(ctx, claims, "booking.hold.released", voucher, {"hold_id": hold_id})
+    await operator.release_for_caller(ctx_of(request), actor, voucher, hold_id)
     return ok({"released": True})
 
 
 async def confirm_for_resident(request: Request) -> Response:
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     fields = await body(request)
     voucher = fields.text("voucher", pattern=VOUCHER)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)
-    actor = actor_of(claims)
     idem = confirm.idempotency(
         actor, "confirm", http.idempotency_key(request), {"voucher": voucher, "hold_id": hold_id}
     )
     result = await confirm.confirm_booking(
-        ctx_of(request), actor, Resident(claims.municipality_code, voucher), hold_id, idem
+        ctx_of(request), actor, operator.caller(actor, voucher), hold_id, idem
     )
     return ok(result, status=201)
 
 
 async def change_for_resident(request: Request) -> Response:
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     booking_id = http.path_param(request, "booking_id")
     fields = await body(request)
     voucher = fields.text("voucher", pattern=VOUCHER)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)
-    actor = actor_of(claims)
     idem = confirm.idempotency(
         actor,
         "change",
@@ -128,7 +82,7 @@ async def change_for_resident(request: Request) -> Response:
     result = await confirm.confirm_booking(
         ctx_of(request),
         actor,
-        Resident(claims.municipality_code, voucher),
+        operator.caller(actor, voucher),
         hold_id,
         idem,
         replaces=booking_id,
@@ -137,10 +91,9 @@ async def change_for_resident(request: Request) -> Response:
 
 
 async def cancel_for_resident(request: Request) -> Response:
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     booking_id = http.path_param(request, "booking_id")
     await body(request)
-    actor = actor_of(claims)
     idem = confirm.idempotency(
         actor, "cancel", http.idempotency_key(request), {"booking_id": booking_id}
     )
@@ -149,21 +102,11 @@ async def cancel_for_resident(request: Request) -> Response:
 
 
 async def resident_bookings(request: Request) -> Response:
-    claims = http.staff(request, *ROLES)
+    actor = acting(request)
     voucher = http.path_param(request, "voucher")
     if not VOUCHER.match(voucher):
         raise http.invalid("voucher", "must be 10 digits", "10 桁の数字で入力してください")
-    async with pg.acquire(ctx_of(request).pool) as conn:
-        rows = await pg.resident_bookings(conn, claims.municipality_code, voucher)
-        await pg.audit(
-            conn,
-            municipality=claims.municipality_code,
-            actor_kind="staff",
-            actor_id=claims.staff_id,
-            action="booking.resident.viewed",
-            target=voucher,
-        )
-    return ok({"bookings": rows})
+    return ok({"bookings": await operator.caller_bookings(ctx_of(request), actor, voucher)})
 
 
 TAG = ("operator",)

@@ -6,13 +6,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from booking import http
+from booking.domain import Session
 from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, query, tokens_of
-from booking.services import confirm, hold, sessions
+from booking.services import bookings, confirm, hold, sessions
 from booking.services.availability import SearchFilter
-from booking.store import pg
 
 
-async def current(request: Request) -> sessions.Session:
+def hold_json(held: hold.Hold) -> dict[str, object]:
+    return {
+        "hold_id": held.hold_id,
+        "slot_id": held.slot_id,
+        "expires_in_ms": held.expires_in_ms,
+        "remaining": held.left,
+    }
+
+
+async def current(request: Request) -> Session:
     return await sessions.load_session(ctx_of(request), tokens_of(request), http.bearer(request))
 
 
@@ -79,7 +88,7 @@ async def search(request: Request) -> Response:
     return ok({"slots": slots, "more": more})
 
 
-def peek(request: Request) -> tuple[sessions.Session, sessions.LivenessCheck | None]:
+def peek(request: Request) -> tuple[Session, sessions.LivenessCheck | None]:
     """The token's session, its liveness check deferred to the request's first Redis
     command (hold and confirm: one round trip fewer when the check is due)."""
     return sessions.peek_session(ctx_of(request), tokens_of(request), http.bearer(request))
@@ -90,15 +99,7 @@ async def hold_slot(request: Request) -> Response:
     fields = await body(request)
     slot_id = fields.text("slot_id", pattern=UUIDISH)
     held = await hold.hold_slot(ctx_of(request), session.actor, session.resident, slot_id, check)
-    return ok(
-        {
-            "hold_id": held.hold_id,
-            "slot_id": held.slot_id,
-            "expires_in_ms": held.expires_in_ms,
-            "remaining": held.left,
-        },
-        status=201,
-    )
+    return ok(hold_json(held), status=201)
 
 
 async def release_hold(request: Request) -> Response:
@@ -123,15 +124,13 @@ async def confirm_booking(request: Request) -> Response:
 
 async def my_bookings(request: Request) -> Response:
     session = await current(request)
-    async with pg.acquire(ctx_of(request).pool) as conn:
-        rows = await pg.resident_bookings(
-            conn, session.resident.municipality, session.resident.voucher
-        )
-    held = await hold.current_hold(ctx_of(request), session.resident)
+    ctx = ctx_of(request)
+    rows = await bookings.resident_bookings(ctx, session.resident)
+    held = await hold.current_hold(ctx, session.resident)
     return ok(
         {
             "bookings": rows,
-            "hold": None if held is None else {"hold_id": held[0], "slot_id": held[1]},
+            "hold": None if held is None else {"hold_id": held.public, "slot_id": held.slot_id},
         }
     )
 

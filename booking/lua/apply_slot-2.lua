@@ -9,7 +9,7 @@
   ARGV[4]  closed    0 | 1
   ARGV[5]  from_ms   window start (ms since epoch)
   ARGV[6]  until_ms  window end, exclusive (ms since epoch)
-  ARGV[7]  hold id to remove, or ''
+  ARGV[7]  holds member to remove (the confirmed hold), or ''
 
   Returns  1  state written (missing or older in Redis)
            0  Redis already had this or a newer version (nothing written but the hold)

@@ -1,17 +1,16 @@
 --[[
   Claim a live hold for confirmation: extend it so it cannot lapse while Postgres works.
 
-  KEYS[1]  inventory HASH {sl:<id>}:inv
-  KEYS[2]  holds ZSET     {sl:<id>}:holds
-  ARGV[1]  hold id
+  KEYS[1]  holds ZSET {sl:<id>}:holds  (member "<token>:<municipality>:<voucher>" -> expiry ms)
+  ARGV[1]  the hold's member
   ARGV[2]  grace_ms  new expiry = now + grace (never shortened)
   ARGV[3]  now_ms    0 = use Redis TIME
 
   Returns  >= 0  ms until the (extended) hold expires
            -6 HOLD_EXPIRED  hold unknown or lapsed (a lapsed one is removed)
 ]]
-local holds = KEYS[2]
-local hold_id = ARGV[1]
+local holds = KEYS[1]
+local member = ARGV[1]
 local grace_ms = tonumber(ARGV[2])
 local now_ms = tonumber(ARGV[3])
 if now_ms == 0 then
@@ -19,15 +18,15 @@ if now_ms == 0 then
   now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local expiry = redis.call('ZSCORE', holds, hold_id)
+local expiry = redis.call('ZSCORE', holds, member)
 if not expiry then return -6 end
 expiry = tonumber(expiry)
 if expiry <= now_ms then
-  redis.call('ZREM', holds, hold_id)
+  redis.call('ZREM', holds, member)
   return -6
 end
 if expiry < now_ms + grace_ms then
   expiry = now_ms + grace_ms
-  redis.call('ZADD', holds, 'XX', expiry, hold_id)
+  redis.call('ZADD', holds, 'XX', expiry, member)
 end
 return expiry - now_ms

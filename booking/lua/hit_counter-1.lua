@@ -1,15 +1,15 @@
 --[[
-  Count one attempt in a fixed window (throttling identity checks).
+  Count attempts in a fixed window (throttling identity checks); the caller compares
+  the count with its limit.
 
   KEYS[1]  counter STRING
-  ARGV[1]  window_ms
-  ARGV[2]  limit    attempts allowed per window
-  ARGV[3]  commit   1 = count this attempt, 0 = only look
+  ARGV[1]  window_ms  the window starts with its first counted attempt
+  ARGV[2]  commit     1 = count this attempt, 0 = only look
 
-  Returns  {count, ttl_ms}; count > limit means throttled (retry after ttl_ms)
+  Returns  {count, ttl_ms}  attempts in the window, and ms until it ends (0: no window)
 ]]
 local count
-if ARGV[3] == '1' then
+if ARGV[2] == '1' then
   count = redis.call('INCR', KEYS[1])
   if count == 1 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
 else

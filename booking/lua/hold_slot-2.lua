@@ -2,8 +2,8 @@
   Hold one place of a slot for a resident, atomically.
 
   KEYS[1]  inventory HASH {sl:<id>}:inv  (cap, booked, closed, from_ms, until_ms, ver)
-  KEYS[2]  holds ZSET     {sl:<id>}:holds (hold id -> expiry ms)
-  ARGV[1]  hold id
+  KEYS[2]  holds ZSET     {sl:<id>}:holds  (member "<token>:<municipality>:<voucher>" -> expiry ms)
+  ARGV[1]  the hold's member
   ARGV[2]  hold_ms   how long the hold lives
   ARGV[3]  now_ms    0 = use Redis TIME (tests inject a clock here)
 
@@ -15,11 +15,12 @@
            -5 FULL        no place left (expired holds already given back)
 
   Left = cap - booked - live holds. Expired holds are pruned here, so capacity
-  comes back without any sweeper. All checks come before the first write.
+  comes back without any sweeper. The same member again is one hold (its expiry is
+  renewed), never two places. All checks come before the first write but the pruning.
 ]]
 local inv = KEYS[1]
 local holds = KEYS[2]
-local hold_id = ARGV[1]
+local member = ARGV[1]
 local hold_ms = tonumber(ARGV[2])
 local now_ms = tonumber(ARGV[3])
 if now_ms == 0 then
@@ -34,11 +35,11 @@ if now_ms < tonumber(f[4]) then return -3 end
 if now_ms >= tonumber(f[5]) then return -4 end
 
 redis.call('ZREMRANGEBYSCORE', holds, '-inf', now_ms)
-local existing = redis.call('ZSCORE', holds, hold_id)
+local existing = redis.call('ZSCORE', holds, member)
 local live = redis.call('ZCARD', holds)
 if existing then live = live - 1 end
 local left = tonumber(f[1]) - tonumber(f[2]) - live
 if left <= 0 then return -5 end
 
-redis.call('ZADD', holds, now_ms + hold_ms, hold_id)
+redis.call('ZADD', holds, now_ms + hold_ms, member)
 return left - 1

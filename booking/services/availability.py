@@ -17,9 +17,9 @@ from datetime import date, timedelta, timezone
 from typing import Any
 
 from booking import errors
+from booking.domain import SlotMeta
 from booking.services.context import Ctx
 from booking.store import pg
-from booking.store.pg import SlotMeta
 
 JST = timezone(timedelta(hours=9))
 MAX_RESULTS = 500
@@ -153,32 +153,8 @@ class Availability:
             event = await pg.fetch_event(conn, event_id)
             if event is None:
                 return None
-            rows = await conn.fetch(
-                f"""
-                SELECT c.id::text AS clinic_id, c.name_ja, c.name_en, c.area,
-                       (s.starts_at AT TIME ZONE 'Asia/Tokyo')::date AS day,
-                       sum(greatest(s.capacity - s.booked, 0)) AS remaining
-                FROM slots s JOIN events e ON e.id = s.event_id JOIN clinics c ON c.id = s.clinic_id
-                WHERE s.event_id = $1 AND {pg.BOOKABLE_SQL}
-                GROUP BY c.id, c.name_ja, c.name_en, c.area, day
-                ORDER BY day, c.area, c.name_ja
-                """,
-                event_id,
-            )
-        payload = {
-            "event_id": event_id,
-            "days": [
-                {
-                    "date": r["day"].isoformat(),
-                    "clinic_id": r["clinic_id"],
-                    "clinic_name_ja": r["name_ja"],
-                    "clinic_name_en": r["name_en"],
-                    "area": r["area"],
-                    "remaining": int(r["remaining"]),
-                }
-                for r in rows
-            ],
-        }
+            days = await pg.public_summary(conn, event_id)
+        payload = {"event_id": event_id, "days": days}
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
         self._public[event_id] = (time.monotonic() + self.ttl_s, data, etag)

@@ -1,8 +1,8 @@
-"""Confirm a held slot (or change a booking to it): Postgres is the final word.
+"""Confirm a held slot (or change a booking to it), and cancel: Postgres is the final word.
 
-Invariant: a booking exists only if the guarded UPDATE found a free place and
-the unique (resident, dose) index let it in; whatever Postgres refuses, the
-hold is released and nothing is half-written.
+Invariant: a booking exists only if the guarded statement (booking.store.pg_confirm)
+found a free place and the unique (resident, dose) index let it in; whatever Postgres
+refuses, the hold is given back and nothing is half-written.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from booking import errors
+from booking.domain import Actor, HoldRef, Resident
 from booking.services import sessions
-from booking.services.context import Actor, Ctx, Resident, request_hash
-from booking.services.hold import hold_member, parse_hold_id
-from booking.store import pg, pg_booking, pg_confirm
-from booking.store.redis_store import Code
+from booking.services.context import Ctx, request_hash
+from booking.store import pg, pg_cancel, pg_confirm
+from machiai.pg import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,10 @@ class Idempotency:
     scope: str
     key: str
     request_hash: str
+
+    @property
+    def record(self) -> tuple[str, str, str]:
+        return self.scope, self.key, self.request_hash
 
 
 def idempotency(actor: Actor, operation: str, key: str | None, payload: Any) -> Idempotency | None:
@@ -50,8 +54,8 @@ async def replay(ctx: Ctx, idem: Idempotency | None) -> dict[str, Any] | None:
 
 
 async def run_transaction(
-    ctx: Ctx, actor: Actor, work: Callable[[Any], Awaitable[pg_booking.Outcome]]
-) -> pg_booking.Outcome:
+    ctx: Ctx, actor: Actor, work: Callable[[Conn], Awaitable[pg.Outcome]]
+) -> pg.Outcome:
     """Bounded retries on lock contention, then ``busy`` (503 + Retry-After).
 
     Runs in the actor's lane (municipality × channel): one lane can never take every
@@ -94,26 +98,30 @@ async def confirm_booking(
         replaces_id = pg.parse_uuid(replaces)
         if replaces_id is None:
             raise errors.NoBooking()
-    parsed = parse_hold_id(hold_id)
-    slot_id, member, claimed = "", "", int(Code.HOLD_EXPIRED)
-    if parsed is not None:
-        slot_id, member = parsed[0], hold_member(parsed[1], resident)
-        claimed, expiry_ms = await ctx.redis.claim_hold_checking_session(
-            None if check is None else check.key, slot_id, member, ctx.settings.confirm_grace_ms
+    hold = HoldRef.parse(hold_id)
+    left_ms = None
+    if hold is not None:
+        claim = await ctx.redis.claim_hold(
+            hold,
+            resident,
+            ctx.settings.confirm_grace_ms,
+            None if check is None else check.key,
         )
         if check is not None:
-            sessions.settle(ctx, check, expiry_ms)
+            sessions.settle(ctx, check, claim.session_expiry_ms)
+        left_ms = claim.left_ms
     else:
         await sessions.check_live(ctx, check)
-    if claimed == Code.HOLD_EXPIRED:
+    if hold is None or left_ms is None:
         # A concurrent twin of this request may have finished meanwhile: its result wins.
         again = await replay(ctx, idem)
         if again is not None:
             return again
-        await ctx.redis.release_resident(resident.municipality, resident.voucher, hold_id)
+        if hold is not None:
+            await ctx.redis.give_back(hold, resident, place=False)
         raise errors.HoldExpired()
-    req = pg_booking.BookRequest(
-        slot_id=uuid.UUID(slot_id),
+    req = pg_confirm.BookRequest(
+        slot_id=uuid.UUID(hold.slot_id),
         municipality=resident.municipality,
         voucher=resident.voucher,
         channel=actor.channel.value,
@@ -121,30 +129,23 @@ async def confirm_booking(
         actor_id=actor.actor_id,
         staff_id=None if actor.staff_id is None else uuid.UUID(actor.staff_id),
         replaces=replaces_id,
-        idem=None if idem is None else (idem.scope, idem.key, idem.request_hash),
+        idem=None if idem is None else idem.record,
     )
+    lock_timeout_ms = ctx.settings.lock_timeout_ms
     try:
-        if req.replaces is None:
-            outcome = await run_transaction(
-                ctx, actor, lambda conn: pg_confirm.confirm_fast(conn, req)
-            )
-        else:
-            outcome = await run_transaction(
-                ctx, actor, lambda conn: pg_booking.book(conn, req, ctx.settings.lock_timeout_ms)
-            )
+        outcome = await run_transaction(
+            ctx, actor, lambda conn: pg_confirm.book(conn, req, lock_timeout_ms)
+        )
     except pg.IdempotentRace:
-        await ctx.redis.release_hold(slot_id, member)
+        await ctx.redis.give_back(hold, resident, pointer=False)
         again = await replay(ctx, idem)
         assert again is not None
         return again
     except BaseException:
         # Refused (full, duplicate, closed, down): the place goes back at once.
-        await ctx.redis.release_hold(slot_id, member)
-        await ctx.redis.release_resident(resident.municipality, resident.voucher, hold_id)
+        await ctx.redis.give_back(hold, resident)
         raise
-    await ctx.redis.finish_confirm(
-        outcome.states, slot_id, member, resident.municipality, resident.voucher, hold_id
-    )
+    await ctx.redis.finish_confirm(outcome.states, hold, resident)
     ctx.inventory_changed.set()
     return outcome.response
 
@@ -163,18 +164,19 @@ async def cancel_booking(
     parsed = pg.parse_uuid(booking_id)
     if parsed is None:
         raise errors.NoBooking()
+    record = None if idem is None else idem.record
     try:
         outcome = await run_transaction(
             ctx,
             actor,
-            lambda conn: pg_booking.cancel(
+            lambda conn: pg_cancel.cancel(
                 conn,
                 parsed,
                 actor.municipality,
                 voucher,
                 actor.kind,
                 actor.actor_id,
-                None if idem is None else (idem.scope, idem.key, idem.request_hash),
+                record,
                 ctx.settings.lock_timeout_ms,
             ),
         )
@@ -182,7 +184,6 @@ async def cancel_booking(
         again = await replay(ctx, idem)
         assert again is not None
         return again
-    for state in outcome.states:
-        await ctx.redis.apply_slot(state)
+    await ctx.redis.apply_slots(outcome.states)
     ctx.inventory_changed.set()
     return outcome.response

@@ -1,4 +1,4 @@
-"""What every booking service function needs: settings, stores, and who is acting."""
+"""What every booking service function needs: settings, stores, and per-process caches."""
 
 from __future__ import annotations
 
@@ -7,48 +7,15 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
+from booking.domain import Session, SlotMeta
 from booking.settings import BookingSettings
-from booking.store.pg import SlotMeta, acquire, fetch_coming_slot_metas, fetch_slot_meta
+from booking.store.pg import acquire, fetch_coming_slot_metas, fetch_slot_meta
 from booking.store.redis_store import RedisStore
 from machiai.single_flight import SingleFlight
-
-if TYPE_CHECKING:
-    from booking.services.sessions import Session
-
-
-class Channel(StrEnum):
-    WEB = "web"
-    OPERATOR = "operator"
-
-
-@dataclass(frozen=True, slots=True)
-class Resident:
-    """A resident is their voucher within their municipality."""
-
-    municipality: str
-    voucher: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.municipality}:{self.voucher}"
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asks: a resident on the web, or a staff member (operator, clinic, admin)."""
-
-    kind: str  # "resident" | "staff"
-    actor_id: str
-    municipality: str
-    channel: Channel = Channel.WEB
-    staff_id: str | None = None
-    # Residents act inside one event (their pass); staff across their municipality.
-    event_id: str | None = None
 
 
 class SlotCatalog:

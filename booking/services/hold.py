@@ -2,49 +2,33 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from booking import errors
+from booking.domain import Actor, HoldRef, Refusal, Resident, SlotMeta
 from booking.services import sessions
-from booking.services.context import Actor, Ctx, Resident
+from booking.services.context import Ctx
 from booking.services.inventory import load_slot
-from booking.store.pg import SlotMeta
-from booking.store.redis_store import Code
+from booking.store.redis_store import ScriptRefused
 
-_SLOT_ERRORS: dict[int, type[errors.AppError]] = {
-    Code.CLOSED: errors.SlotClosed,
-    Code.NOT_OPEN: errors.SlotNotOpen,
-    Code.ENDED: errors.SlotNotOpen,
-    Code.FULL: errors.SlotFull,
-}
+# Reloads of a slot Redis lost, before the hold answers ``busy``.
+RELOADS = 2
 
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    hold_id: str
-    slot_id: str
+    hold: HoldRef
     expires_in_ms: int
     left: int
 
+    @property
+    def hold_id(self) -> str:
+        """What the client is given: the hold's public id."""
+        return self.hold.public
 
-def public_hold_id(slot_id: str, token: str) -> str:
-    """What the client holds: ``<slot id>.<random token>`` (the slot travels with it, so
-    confirm needs no lookup); it is also the resident pointer's value."""
-    return f"{slot_id}.{token}"
-
-
-def parse_hold_id(hold_id: str) -> tuple[str, str] | None:
-    """(slot id, token) of a well-formed public hold id, else None."""
-    slot_id, _, token = hold_id.partition(".")
-    if len(slot_id) != 36 or len(token) != 32:
-        return None
-    return slot_id, token
-
-
-def hold_member(token: str, resident: Resident) -> str:
-    """The holds-ZSET member: bound to the resident, so nobody else can confirm it."""
-    return f"{token}:{resident.ref}"
+    @property
+    def slot_id(self) -> str:
+        return self.hold.slot_id
 
 
 async def visible_slot(ctx: Ctx, actor: Actor, slot_id: str) -> SlotMeta:
@@ -73,60 +57,53 @@ async def hold_slot(
     a lapsed session gives the pointer back.
     """
     await visible_slot(ctx, actor, slot_id)
-    token = uuid.uuid4().hex
-    hold_id = public_hold_id(slot_id, token)
-    member = hold_member(token, resident)
+    hold = HoldRef.new(slot_id)
     hold_ms = ctx.settings.hold_ms
-    who = (resident.municipality, resident.voucher)
     attempt = await ctx.redis.claim_resident_and_hold(
-        who, hold_id, slot_id, member, hold_ms, None if check is None else check.key
+        resident, hold, hold_ms, None if check is None else check.key
     )
-    left = attempt.left
-    pointer_taken = attempt.pointer_code == 0
+    left, refusal = attempt.left, attempt.refusal
     try:
         if check is not None:
             sessions.settle(ctx, check, attempt.session_expiry_ms)
-        if not pointer_taken:
-            current = attempt.current_pointer
+        if not attempt.pointer_taken:
+            current = attempt.existing
             raise errors.HoldExists(
-                detail={"hold_id": current, "slot_id": current.partition(".")[0]}
+                detail={}
+                if current is None
+                else {"hold_id": current.public, "slot_id": current.slot_id}
             )
-        for _ in range(3):
-            if left != Code.NOT_LOADED:
+        for _ in range(RELOADS):
+            if refusal is not Refusal.NOT_LOADED:
                 break
             # Redis lost this slot: mirror it from Postgres and try again.
             if not await load_slot(ctx, slot_id):
                 raise errors.NotFound()
-            left = await ctx.redis.hold_slot(slot_id, member, hold_ms)
-        if left == Code.NOT_LOADED:
-            raise errors.Busy()
-        if left < 0:
-            raise _SLOT_ERRORS.get(left, errors.SlotFull)()
+            try:
+                left, refusal = await ctx.redis.hold_slot(hold, resident, hold_ms), None
+            except ScriptRefused as exc:
+                refusal = exc.code
+        if refusal is not None:
+            raise errors.refused(refusal)
     except BaseException:
-        if left >= 0:
-            await ctx.redis.release_hold(slot_id, member)
-        if pointer_taken:
-            await ctx.redis.release_resident(resident.municipality, resident.voucher, hold_id)
+        await ctx.redis.give_back(
+            hold, resident, place=refusal is None, pointer=attempt.pointer_taken
+        )
         raise
+    assert left is not None
     if left == 0:
         ctx.inventory_changed.set()
-    return Hold(hold_id=hold_id, slot_id=slot_id, expires_in_ms=hold_ms, left=left)
+    return Hold(hold=hold, expires_in_ms=hold_ms, left=left)
 
 
-async def current_hold(ctx: Ctx, resident: Resident) -> tuple[str, str] | None:
-    """(hold id, slot id) of the resident's live hold pointer, if any."""
-    value = await ctx.redis.resident_pointer(resident.municipality, resident.voucher)
-    if value is None:
-        return None
-    return value, value.partition(".")[0]
+async def current_hold(ctx: Ctx, resident: Resident) -> HoldRef | None:
+    """The resident's live hold, if any."""
+    return await ctx.redis.resident_hold(resident)
 
 
 async def release_hold(ctx: Ctx, resident: Resident, hold_id: str) -> None:
     """Give the resident's hold back at once; unknown holds are ``hold_expired``."""
-    parsed = parse_hold_id(hold_id)
-    current = await current_hold(ctx, resident)
-    if parsed is None or current is None or current[0] != hold_id:
+    hold = HoldRef.parse(hold_id)
+    if hold is None or await current_hold(ctx, resident) != hold:
         raise errors.HoldExpired()
-    slot_id, token = parsed
-    await ctx.redis.release_hold(slot_id, hold_member(token, resident))
-    await ctx.redis.release_resident(resident.municipality, resident.voucher, hold_id)
+    await ctx.redis.give_back(hold, resident)

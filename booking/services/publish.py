@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from booking import errors
+from booking.domain import ClinicStaff, SlotSpec
 from booking.services.context import Ctx
 from booking.services.csv_rows import CellError, Parsed, RowError, decode, parse
 from booking.services.inventory import mirror_published
@@ -21,25 +22,6 @@ log = logging.getLogger(__name__)
 
 JST = timezone(timedelta(hours=9))
 MAX_SLOTS = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class SlotSpec:
-    event_id: str
-    starts_at: datetime
-    duration_min: int
-    capacity: int
-    vaccine_code: str
-    dose_number: int
-    publish_from: datetime | None = None
-    publish_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Staff:
-    staff_id: str
-    municipality: str
-    clinic_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +142,16 @@ def slot_from_cells(cells: dict[str, str]) -> SlotSpec:
 SLOT_COLUMNS = ("event_id", "starts_at", "duration_min", "capacity", "vaccine_code", "dose_number")
 
 
-async def check_specs(ctx: Ctx, staff: Staff, specs: list[SlotSpec]) -> list[tuple[int, str, str]]:
+async def check_specs(
+    ctx: Ctx, staff: ClinicStaff, specs: list[SlotSpec]
+) -> list[tuple[int, str, str]]:
     """(index, column, reason) for each spec Postgres or the rules would refuse."""
     async with pg.acquire(ctx.pool) as conn:
         return await pg_clinic.check_slot_specs(conn, staff.municipality, staff.clinic_id, specs)
 
 
 async def publish_slots(
-    ctx: Ctx, staff: Staff, specs: list[SlotSpec], *, dry_run: bool, skip_existing: bool
+    ctx: Ctx, staff: ClinicStaff, specs: list[SlotSpec], *, dry_run: bool, skip_existing: bool
 ) -> dict[str, Any]:
     """Check every slot, then insert all of them (or, with skip_existing, all new ones)."""
     problems = await check_specs(ctx, staff, specs)
@@ -187,7 +171,9 @@ async def publish_slots(
     return {"dry_run": False, "slots": len(specs), "created": len(created), "slot_ids": created}
 
 
-async def import_slots_csv(ctx: Ctx, staff: Staff, data: bytes, dry_run: bool) -> dict[str, Any]:
+async def import_slots_csv(
+    ctx: Ctx, staff: ClinicStaff, data: bytes, dry_run: bool
+) -> dict[str, Any]:
     """Preview or apply a slot CSV: every bad row listed, nothing applied unless all valid."""
     parsed: Parsed[SlotSpec] = parse(
         decode(data), SLOT_COLUMNS, ("publish_from", "publish_until"), slot_from_cells, MAX_SLOTS

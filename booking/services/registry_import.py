@@ -13,7 +13,7 @@ from typing import Any
 from booking import errors
 from booking.services.context import Ctx
 from booking.services.csv_rows import CellError, Parsed, RowError, decode, parse
-from booking.store import pg, pg_clinic
+from booking.store import pg, pg_registry
 
 COLUMNS = ("voucher_number", "birth_date", "municipality_code", "groups")
 VOUCHER = re.compile(r"^[0-9]{10}$")
@@ -74,5 +74,7 @@ async def import_registry(
     if dry_run:
         return {"dry_run": True, **summary}
     async with pg.acquire(ctx.pool) as conn:
-        before, after = await pg_clinic.replace_registry(conn, municipality, staff_id, parsed.rows)
+        before, after = await pg_registry.replace_registry(
+            conn, municipality, staff_id, parsed.rows
+        )
     return {"dry_run": False, "replaced": before, **summary}

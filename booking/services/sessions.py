@@ -13,28 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from booking import errors
-from booking.services.context import Actor, Ctx, Resident
-from booking.store import keys, pg
-from booking.store.redis_store import Code
+from booking.domain import Resident, Session
+from booking.services.context import Ctx
+from booking.store import pg
+from booking.store.redis_store import ScriptRefused
 from machiai.tokens import SessionClaims, TokenError, Tokens
 
 SESSION_RECHECK_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    session_id: str
-    event_id: str
-    resident: Resident
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(
-            kind="resident",
-            actor_id=self.resident.ref,
-            municipality=self.resident.municipality,
-            event_id=self.event_id,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,35 +29,19 @@ class Opened:
     expires_in_s: int
 
 
-async def _throttle(ctx: Ctx, client: str, municipality: str | None, voucher: str) -> None:
+async def _throttle(ctx: Ctx, client: str, resident: Resident | None) -> None:
+    """Identity attempts per client address, and failed ones per voucher, are bounded:
+    guessing voucher numbers or birth dates is throttled (429 + Retry-After)."""
     s = ctx.settings
-    by_client = await ctx.redis.hit_counter(
-        keys.throttle_client(ctx.redis.prefix, client),
-        s.throttle_client_window_s * 1000,
-        s.throttle_client_limit,
-        commit=True,
-    )
+    by_client = await ctx.redis.client_attempts(client, s.throttle_client_window_s * 1000)
     if by_client.count > s.throttle_client_limit:
         raise errors.Throttled(by_client.ttl_ms // 1000 + 1)
-    if municipality is not None:
-        by_voucher = await ctx.redis.hit_counter(
-            keys.throttle_voucher(ctx.redis.prefix, municipality, voucher),
-            s.throttle_voucher_window_s * 1000,
-            s.throttle_voucher_limit,
-            commit=False,
+    if resident is not None:
+        failures = await ctx.redis.voucher_failures(
+            resident, s.throttle_voucher_window_s * 1000, commit=False
         )
-        if by_voucher.count >= s.throttle_voucher_limit:
-            raise errors.Throttled(by_voucher.ttl_ms // 1000 + 1)
-
-
-async def _count_failure(ctx: Ctx, municipality: str, voucher: str) -> None:
-    s = ctx.settings
-    await ctx.redis.hit_counter(
-        keys.throttle_voucher(ctx.redis.prefix, municipality, voucher),
-        s.throttle_voucher_window_s * 1000,
-        s.throttle_voucher_limit,
-        commit=True,
-    )
+        if failures.count >= s.throttle_voucher_limit:
+            raise errors.Throttled(failures.ttl_ms // 1000 + 1)
 
 
 async def start_session(
@@ -87,27 +56,30 @@ async def start_session(
         raise errors.PassUsed()
     async with pg.acquire(ctx.pool) as conn:
         event = await pg.fetch_event(conn, admission.event_id)
-        municipality = None if event is None else str(event["municipality_code"])
-        await _throttle(ctx, client, municipality, voucher)
-        if event is None or municipality is None:
+        resident = None if event is None else Resident(str(event["municipality_code"]), voucher)
+        await _throttle(ctx, client, resident)
+        if event is None or resident is None:
             raise errors.PassInvalid()
         known = await pg.check_identity(
-            conn, municipality, voucher, birth_date, event["eligibility_group"]
+            conn, resident.municipality, voucher, birth_date, event["eligibility_group"]
         )
     if not known:
-        await _count_failure(ctx, municipality, voucher)
+        s = ctx.settings
+        await ctx.redis.voucher_failures(resident, s.throttle_voucher_window_s * 1000, commit=True)
         raise errors.IdentityRefused()
-    session = Session(uuid.uuid4().hex, admission.event_id, Resident(municipality, voucher))
+    municipality = resident.municipality
+    session = Session(uuid.uuid4().hex, admission.event_id, resident)
     ttl_s = ctx.settings.session_ttl_s
-    opened = await ctx.redis.open_session(
-        admission.event_id,
-        admission.pass_id,
-        session.session_id,
-        ttl_s * 1000,
-        (ctx.settings.core.pass_ttl_s + 60) * 1000,
-    )
-    if opened == Code.PASS_USED:
-        raise errors.PassUsed()
+    try:
+        await ctx.redis.open_session(
+            admission.event_id,
+            admission.pass_id,
+            session.session_id,
+            ttl_s * 1000,
+            (ctx.settings.core.pass_ttl_s + 60) * 1000,
+        )
+    except ScriptRefused as refused:
+        raise errors.refused(refused.code) from None
     token = tokens.dump_session(
         SessionClaims(session.session_id, session.event_id, municipality, voucher)
     )

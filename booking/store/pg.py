@@ -1,4 +1,5 @@
-"""Booking's SQL: slot state for Redis, the slot catalogue, and the booking transactions.
+"""Booking's shared SQL: connections, slot states and metas, booking views, audit, outbox,
+idempotency records. The confirm and change statement is :mod:`booking.store.pg_confirm`.
 
 Postgres is the truth: the guarded ``UPDATE ... AND booked < capacity`` and the
 unique index on active (resident, dose) are the last line of defence whatever
@@ -19,7 +20,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from booking import errors
-from booking.store.redis_store import SlotState
+from booking.domain import SlotMeta, SlotState
 from machiai.pg import Conn
 
 Row: TypeAlias = "asyncpg.Record | Mapping[str, Any]"
@@ -55,12 +56,16 @@ BOOKABLE_SQL = """
     AND now() < least(e.closes_at, coalesce(s.publish_until, e.closes_at))
 """
 
-BOOKING_COLUMNS = """
-b.id::text AS booking_id, b.confirmation_code, b.slot_id::text AS slot_id,
-s.clinic_id::text AS clinic_id, c.name_ja AS clinic_name_ja, c.name_en AS clinic_name_en,
-b.slot_starts_at AS starts_at, b.dose_number, b.vaccine_code, b.status::text AS status,
-b.channel::text AS channel, b.created_at
-"""
+# The booking as every answer shows it (confirm, change, cancel, the lists), written once.
+# Over a booking row ``b`` (a table row or an INSERT's RETURNING), its slot ``s`` and
+# clinic ``c``; jsonb, so the confirm statement builds it in the same round trip.
+BOOKING_JSON = """jsonb_build_object(
+    'booking_id', b.id::text, 'confirmation_code', b.confirmation_code,
+    'slot_id', b.slot_id::text, 'clinic_id', s.clinic_id::text,
+    'clinic_name_ja', c.name_ja, 'clinic_name_en', c.name_en,
+    'starts_at', b.slot_starts_at, 'dose_number', b.dose_number,
+    'vaccine_code', b.vaccine_code, 'status', b.status::text,
+    'channel', b.channel::text, 'created_at', b.created_at)"""
 BOOKING_FROM = "bookings b JOIN slots s ON s.id = b.slot_id JOIN clinics c ON c.id = s.clinic_id"
 
 _CODE_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
@@ -119,6 +124,15 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A committed booking change: the response to give (and to replay) and the new state
+    of every slot it touched, for the Redis mirror."""
+
+    response: dict[str, Any]
+    states: list[SlotState]
+
+
 async def slot_states(conn: Conn, slot_ids: Sequence[str] | None = None) -> list[SlotState]:
     """State of the given slots, or of every slot whose event has not closed yet."""
     if slot_ids is None:
@@ -126,21 +140,6 @@ async def slot_states(conn: Conn, slot_ids: Sequence[str] | None = None) -> list
     else:
         rows = await conn.fetch(SLOT_STATE_SQL + " WHERE s.id = ANY($1::uuid[])", list(slot_ids))
     return [slot_state(r) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class SlotMeta:
-    """What never changes about a slot: who it belongs to and what it offers."""
-
-    slot_id: str
-    event_id: str
-    municipality: str
-    clinic_id: str
-    area: str
-    starts_at: datetime
-    duration_min: int
-    dose_number: int
-    vaccine_code: str
 
 
 SLOT_META_SQL = """
@@ -208,6 +207,33 @@ async def event_remaining(conn: Conn) -> dict[str, int]:
     return {r["id"]: int(r["remaining"]) for r in rows}
 
 
+async def public_summary(conn: Conn, event_id: str) -> list[dict[str, Any]]:
+    """Places left per clinic and day of an event's bookable slots."""
+    rows = await conn.fetch(
+        f"""
+        SELECT c.id::text AS clinic_id, c.name_ja, c.name_en, c.area,
+               (s.starts_at AT TIME ZONE 'Asia/Tokyo')::date AS day,
+               sum(greatest(s.capacity - s.booked, 0)) AS remaining
+        FROM slots s JOIN events e ON e.id = s.event_id JOIN clinics c ON c.id = s.clinic_id
+        WHERE s.event_id = $1 AND {BOOKABLE_SQL}
+        GROUP BY c.id, c.name_ja, c.name_en, c.area, day
+        ORDER BY day, c.area, c.name_ja
+        """,
+        event_id,
+    )
+    return [
+        {
+            "date": r["day"].isoformat(),
+            "clinic_id": r["clinic_id"],
+            "clinic_name_ja": r["name_ja"],
+            "clinic_name_en": r["name_en"],
+            "area": r["area"],
+            "remaining": int(r["remaining"]),
+        }
+        for r in rows
+    ]
+
+
 async def audit(
     conn: Conn,
     *,
@@ -272,22 +298,28 @@ async def record_idempotent(
         raise IdempotentRace()
 
 
+def bookings_of(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Rows with a ``booking`` column of BOOKING_JSON (as text), as dicts."""
+    return [json.loads(r["booking"]) for r in rows]
+
+
 async def resident_bookings(conn: Conn, municipality: str, voucher: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        f"SELECT {BOOKING_COLUMNS} FROM {BOOKING_FROM} "
+        f"SELECT {BOOKING_JSON}::text AS booking FROM {BOOKING_FROM} "
         "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
         "ORDER BY b.dose_number, b.created_at",
         municipality,
         voucher,
     )
-    return [jsonable(r) for r in rows]
+    return bookings_of(rows)
 
 
 async def booking_by_id(conn: Conn, booking_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        f"SELECT {BOOKING_COLUMNS} FROM {BOOKING_FROM} WHERE b.id = $1", booking_id
+    rows = await conn.fetch(
+        f"SELECT {BOOKING_JSON}::text AS booking FROM {BOOKING_FROM} WHERE b.id = $1", booking_id
     )
-    return None if row is None else jsonable(row)
+    found = bookings_of(rows)
+    return found[0] if found else None
 
 
 async def check_identity(

@@ -1,21 +1,18 @@
-"""SQL of clinic publishing, clinic views and the registry import."""
+"""SQL of clinic publishing, a clinic's views of its slots and bookings, and attendance."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
 from booking import errors
+from booking.domain import ClinicStaff, SlotSpec, SlotState
 from booking.store import pg
-from booking.store.redis_store import SlotState
 from machiai.pg import Conn
-
-if TYPE_CHECKING:
-    from booking.services.publish import SlotSpec, Staff
 
 JST = timezone(timedelta(hours=9))
 
@@ -70,7 +67,7 @@ async def check_slot_specs(
     return problems
 
 
-async def insert_slots(conn: Conn, staff: Staff, specs: Sequence[SlotSpec]) -> list[str]:
+async def insert_slots(conn: Conn, staff: ClinicStaff, specs: Sequence[SlotSpec]) -> list[str]:
     """Insert in one transaction and one statement; existing (clinic, start, vaccine, dose)
     are skipped. Returns the ids of the slots created."""
     async with conn.transaction():
@@ -129,7 +126,7 @@ async def clinic_slots(conn: Conn, clinic_id: str, day: date) -> list[dict[str, 
 
 
 async def update_slot(
-    conn: Conn, staff: Staff, slot_id: uuid.UUID, capacity: int | None, closed: bool | None
+    conn: Conn, staff: ClinicStaff, slot_id: uuid.UUID, capacity: int | None, closed: bool | None
 ) -> tuple[dict[str, Any], SlotState]:
     """Change capacity (never below booked) and/or close/reopen; audited with before/after."""
     async with conn.transaction():
@@ -175,18 +172,19 @@ async def update_slot(
 async def clinic_bookings(conn: Conn, clinic_id: str, day: date) -> list[dict[str, Any]]:
     start, end = day_bounds(day)
     rows = await conn.fetch(
-        f"SELECT {pg.BOOKING_COLUMNS}, b.voucher_number FROM {pg.BOOKING_FROM} "
+        f"SELECT ({pg.BOOKING_JSON} || jsonb_build_object('voucher_number', b.voucher_number))"
+        f"::text AS booking FROM {pg.BOOKING_FROM} "
         "WHERE s.clinic_id = $1 AND b.slot_starts_at >= $2 AND b.slot_starts_at < $3 "
         "AND b.status <> 'cancelled' ORDER BY b.slot_starts_at, b.created_at",
         uuid.UUID(clinic_id),
         start,
         end,
     )
-    return [pg.jsonable(r) for r in rows]
+    return pg.bookings_of(rows)
 
 
 async def mark_attendance(
-    conn: Conn, staff: Staff, booking_id: uuid.UUID, status: str
+    conn: Conn, staff: ClinicStaff, booking_id: uuid.UUID, status: str
 ) -> dict[str, Any]:
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -221,35 +219,3 @@ async def mark_attendance(
             after=after,
         )
     return after
-
-
-async def replace_registry(
-    conn: Conn, municipality: str, staff_id: str, rows: Sequence[tuple[str, date, list[str]]]
-) -> tuple[int, int]:
-    """Swap the municipality's registry for ``rows`` in one transaction: (before, after)."""
-    async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('registry:' || $1))", municipality
-        )
-        before = int(
-            await conn.fetchval(
-                "SELECT count(*) FROM registry WHERE municipality_code = $1", municipality
-            )
-        )
-        await conn.execute("DELETE FROM registry WHERE municipality_code = $1", municipality)
-        await conn.copy_records_to_table(
-            "registry",
-            records=[(municipality, v, b, g) for v, b, g in rows],
-            columns=["municipality_code", "voucher_number", "birth_date", "eligibility_groups"],
-        )
-        await pg.audit(
-            conn,
-            municipality=municipality,
-            actor_kind="staff",
-            actor_id=staff_id,
-            action="booking.registry.imported",
-            target=municipality,
-            before={"rows": before},
-            after={"rows": len(rows)},
-        )
-    return before, len(rows)

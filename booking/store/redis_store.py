@@ -1,43 +1,58 @@
-"""Booking's Redis: one typed wrapper per Lua script; nothing else calls EVALSHA.
+"""Booking's Redis: one typed wrapper per Lua script; nothing else builds an EVALSHA.
 
-Scripts ship as package data and are sent by SHA (loaded again when Redis answers
-NOSCRIPT); their negative replies map to :class:`Code`. Every command goes through
-one multiplexed connection (:mod:`machiai.redis_mux`): on the hold and confirm paths
-redis.asyncio's per-command cost was the service's largest. Redis failures become
-:class:`Busy` here, at the store boundary.
+Scripts ship as package data and go through :mod:`machiai.scripts` (EVALSHA, loaded again
+when Redis answers NOSCRIPT). A script's negative reply becomes :class:`ScriptRefused`
+carrying a :class:`~booking.domain.Refusal` in one place (:func:`refusal_of`); the
+services turn refusals into domain errors with :func:`booking.errors.refused`.
+Every command goes through one multiplexed connection (:mod:`machiai.redis_mux`): on the
+hold and confirm paths redis.asyncio's per-command cost was the service's largest. Redis
+failures become :class:`Busy` here, at the store boundary.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import wraps
-from importlib import resources
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
+from booking.domain import HoldRef, Refusal, Resident, SlotState
 from booking.errors import Busy
 from booking.store import keys
 from machiai import keys as shared_keys
 from machiai.redis_mux import Arg, RedisMux
+from machiai.scripts import Scripts
 
 P = ParamSpec("P")
 T = TypeVar("T")
+Command = tuple[Arg, ...]
+APPLY_BATCH = 1000
+SCRIPTS = Scripts("booking")
 
 
-class Code(IntEnum):
-    NOT_LOADED = -1
-    CLOSED = -2
-    NOT_OPEN = -3
-    ENDED = -4
-    FULL = -5
-    HOLD_EXPIRED = -6
-    HOLD_EXISTS = -7
-    PASS_USED = -8
+class ScriptRefused(Exception):
+    """A script checked and refused; it wrote nothing."""
+
+    def __init__(self, code: Refusal) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+def refusal_of(reply: Any) -> Refusal | None:
+    """The refusal a script's reply carries (a negative integer), else None."""
+    if isinstance(reply, int) and reply < 0:
+        return Refusal(reply)
+    return None
+
+
+def _checked(reply: Any) -> Any:
+    code = refusal_of(reply)
+    if code is not None:
+        raise ScriptRefused(code)
+    return reply
 
 
 def _translate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -49,10 +64,6 @@ def _translate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             raise Busy() from exc
 
     return inner
-
-
-ScriptCall = tuple[str, Sequence[str], Sequence[Arg]]  # script name, keys, args
-APPLY_BATCH = 1000
 
 
 def _text(raw: Any) -> str:
@@ -71,32 +82,28 @@ def _expiry(score: Any) -> int | None:
     return None if score is None else int(float(score))
 
 
-def _script_text(name: str) -> str:
-    return resources.files("booking.lua").joinpath(name).read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class SlotState:
-    """A slot as Postgres has it, in the shape Redis mirrors."""
-
-    slot_id: str
-    version: int
-    capacity: int
-    booked: int
-    closed: bool
-    from_ms: int
-    until_ms: int
-
-
 @dataclass(frozen=True, slots=True)
 class HoldAttempt:
-    """What :meth:`RedisStore.claim_resident_and_hold` found: the pointer claim (0 or
-    ``HOLD_EXISTS`` with the live pointer), the slot hold (places left or a negative
-    :class:`Code`) and the session's expiry ms (None: unknown or not asked)."""
+    """What :meth:`RedisStore.claim_resident_and_hold` found.
 
-    pointer_code: int
-    current_pointer: str
-    left: int
+    ``pointer_taken``: the resident's pointer now names this hold; if not, ``existing``
+    is the live hold it names (None only if that was not a hold id).
+    ``left``: places left after the slot hold, or None with ``refusal`` saying why not.
+    ``session_expiry_ms``: the session's expiry (None: unknown, or not asked)."""
+
+    pointer_taken: bool
+    existing: HoldRef | None
+    left: int | None
+    refusal: Refusal | None
+    session_expiry_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldClaim:
+    """A hold claimed for confirmation: ms until it expires (None: it had lapsed or was
+    unknown) and the session's expiry when that was asked."""
+
+    left_ms: int | None
     session_expiry_ms: int | None
 
 
@@ -104,12 +111,6 @@ class HoldAttempt:
 class Counter:
     count: int
     ttl_ms: int
-
-
-@dataclass(slots=True)
-class _Script:
-    text: str
-    sha: str
 
 
 class RedisStore:
@@ -120,19 +121,6 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self.wire = RedisMux.like(client)
-        self._scripts: dict[str, _Script] = {}
-        for name in (
-            "hold_slot-2",
-            "claim_hold-2",
-            "apply_slot-2",
-            "release_hold-1",
-            "claim_resident-1",
-            "release_resident-1",
-            "open_session-2",
-            "hit_counter-1",
-        ):
-            text = _script_text(f"{name}.lua")
-            self._scripts[name] = _Script(text, hashlib.sha1(text.encode()).hexdigest())
 
     async def aclose(self) -> None:
         await self.wire.aclose()
@@ -140,93 +128,176 @@ class RedisStore:
     @_translate
     async def load_scripts(self) -> None:
         """Teach Redis every script (one pipelined round trip)."""
-        await self.wire.pipeline([("SCRIPT", "LOAD", s.text) for s in self._scripts.values()])
+        await self.wire.pipeline(SCRIPTS.load_commands())
 
-    async def _run(self, call: ScriptCall) -> Any:
-        name, keys_, args = call
-        expected = int(name.rsplit("-", 1)[1])
-        assert len(keys_) == expected, f"{name} takes {expected} keys"
-        script = self._scripts[name]
-        try:
-            return await self.wire.execute("EVALSHA", script.sha, expected, *keys_, *args)
-        except NoScriptError:
-            # Redis restarted or was flushed of scripts: teach it again, once.
-            await self.wire.execute("SCRIPT", "LOAD", script.text)
-            return await self.wire.execute("EVALSHA", script.sha, expected, *keys_, *args)
+    async def _run(self, command: Command) -> Any:
+        """One script call (from a ``_*_call`` builder) on its own round trip."""
+        return await SCRIPTS.execute(self.wire, command)
 
-    def _session_zscore(self, session: tuple[str, str] | None) -> list[tuple[Arg, ...]]:
+    # -- script calls: each script's keys and arguments, written once -----------------
+    def _slot(self, name: str, slot_id: str, *args: Arg) -> Command:
+        p = self.prefix
+        return SCRIPTS[name].call(
+            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)], args
+        )
+
+    def _hold_call(self, hold: HoldRef, resident: Resident, hold_ms: int, now_ms: int) -> Command:
+        return self._slot("hold_slot", hold.slot_id, hold.member(resident), hold_ms, now_ms)
+
+    def _claim_call(self, hold: HoldRef, resident: Resident, grace_ms: int, now_ms: int) -> Command:
+        key = keys.slot_holds(self.prefix, hold.slot_id)
+        return SCRIPTS["claim_hold"].call([key], [hold.member(resident), grace_ms, now_ms])
+
+    def _apply_call(self, state: SlotState, drop_member: str = "") -> Command:
+        return self._slot(
+            "apply_slot",
+            state.slot_id,
+            state.version,
+            state.capacity,
+            state.booked,
+            int(state.closed),
+            state.from_ms,
+            state.until_ms,
+            drop_member,
+        )
+
+    def _release_hold_call(self, hold: HoldRef, resident: Resident) -> Command:
+        key = keys.slot_holds(self.prefix, hold.slot_id)
+        return SCRIPTS["release_hold"].call([key], [hold.member(resident)])
+
+    def _pointer_key(self, resident: Resident) -> str:
+        return keys.resident_hold(self.prefix, resident.municipality, resident.voucher)
+
+    def _claim_pointer_call(self, resident: Resident, hold: HoldRef, ttl_ms: int) -> Command:
+        return SCRIPTS["claim_resident"].call([self._pointer_key(resident)], [hold.public, ttl_ms])
+
+    def _release_pointer_call(self, resident: Resident, hold: HoldRef) -> Command:
+        return SCRIPTS["release_resident"].call([self._pointer_key(resident)], [hold.public])
+
+    def _session_zscore(self, session: tuple[str, str] | None) -> list[Command]:
         if session is None:
             return []
         event_id, session_id = session
         return [("ZSCORE", shared_keys.booking_sessions(self.prefix, event_id), session_id)]
 
-    async def _pipeline(
-        self, calls: Sequence[ScriptCall], head: Sequence[tuple[Arg, ...]] = ()
-    ) -> list[Any]:
-        """Plain commands ``head``, then scripts, in one round trip (EVALSHA, no SCRIPT
-        EXISTS first); replies in order, errors as values. A script Redis does not have
-        (it restarted) is loaded and only those calls run again; each script is atomic
-        on its own tag, so a retry never repeats one that ran."""
-        commands = [*head, *(self._evalsha(call) for call in calls)]
-        replies = await self.wire.pipeline(commands, raise_on_error=False)
-        missing = [
-            i for i, reply in enumerate(replies[len(head) :]) if isinstance(reply, NoScriptError)
-        ]
-        if missing:
-            for name in {calls[i][0] for i in missing}:
-                await self.wire.execute("SCRIPT", "LOAD", self._scripts[name].text)
-            again = await self.wire.pipeline(
-                [self._evalsha(calls[i]) for i in missing], raise_on_error=False
-            )
-            for i, reply in zip(missing, again, strict=True):
-                replies[len(head) + i] = reply
-        return replies
-
-    def _evalsha(self, call: ScriptCall) -> tuple[Arg, ...]:
-        name, keys_, args = call
-        return ("EVALSHA", self._scripts[name].sha, len(keys_), *keys_, *args)
-
-    # -- slot inventory ---------------------------------------------------------------
-    # Each script's keys and arguments, written once for its own wrapper and for the
-    # pipelines that send it together with others.
-    def _slot_call(self, name: str, slot_id: str, *args: Arg) -> ScriptCall:
-        p = self.prefix
-        return (name, [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)], args)
-
-    def _pointer_call(self, name: str, municipality: str, voucher: str, *args: Arg) -> ScriptCall:
-        return (name, [keys.resident_hold(self.prefix, municipality, voucher)], args)
+    # -- hold and confirm -------------------------------------------------------------
+    @_translate
+    async def hold_slot(
+        self, hold: HoldRef, resident: Resident, hold_ms: int, now_ms: int = 0
+    ) -> int:
+        """Places left after holding one for ``hold_ms``; raises :class:`ScriptRefused`."""
+        return int(_checked(await self._run(self._hold_call(hold, resident, hold_ms, now_ms))))
 
     @_translate
-    async def hold_slot(self, slot_id: str, hold_id: str, hold_ms: int, now_ms: int = 0) -> int:
-        """Places left after the hold (>= 0) or a negative :class:`Code`."""
-        return int(
-            await self._run(self._slot_call("hold_slot-2", slot_id, hold_id, hold_ms, now_ms))
+    async def claim_resident_and_hold(
+        self,
+        resident: Resident,
+        hold: HoldRef,
+        hold_ms: int,
+        session: tuple[str, str] | None = None,
+        now_ms: int = 0,
+    ) -> HoldAttempt:
+        """The resident's hold pointer and the slot hold (and, when ``session`` (event id,
+        session id) is given, that session's expiry), in one round trip.
+
+        The two scripts live on different tags, so each runs on its own; the caller
+        gives back whichever half it cannot use (a slot hold whose pointer was refused
+        was never told to anyone, so nobody can confirm it). A Redis error in either half
+        gives back the other half here and raises."""
+        head = self._session_zscore(session)
+        replies = await SCRIPTS.pipeline(
+            self.wire,
+            [
+                *head,
+                self._claim_pointer_call(resident, hold, hold_ms),
+                self._hold_call(hold, resident, hold_ms, now_ms),
+            ],
+        )
+        score = replies[0] if head else None
+        claimed, held = replies[-2:]
+        failure = next((r for r in (score, claimed, held) if isinstance(r, Exception)), None)
+        if failure is not None:
+            back: list[Command] = []
+            if not isinstance(held, Exception) and refusal_of(held) is None:
+                back.append(self._release_hold_call(hold, resident))
+            if not isinstance(claimed, Exception) and int(claimed[0]) == 0:
+                back.append(self._release_pointer_call(resident, hold))
+            if back:
+                await SCRIPTS.pipeline(self.wire, back)
+            raise failure
+        code, current = cast(list[Any], claimed)
+        taken = int(code) == 0
+        refusal = refusal_of(held)
+        return HoldAttempt(
+            pointer_taken=taken,
+            existing=None if taken else HoldRef.parse(_text(current)),
+            left=None if refusal is not None else int(held),
+            refusal=refusal,
+            session_expiry_ms=_expiry(score),
         )
 
     @_translate
-    async def claim_hold(self, slot_id: str, hold_id: str, grace_ms: int, now_ms: int = 0) -> int:
-        """Ms until the claimed hold expires, or ``Code.HOLD_EXPIRED``."""
-        call = self._slot_call("claim_hold-2", slot_id, hold_id, grace_ms, now_ms)
-        return int(await self._run(call))
-
-    @_translate
-    async def claim_hold_checking_session(
-        self, session: tuple[str, str] | None, slot_id: str, hold_id: str, grace_ms: int
-    ) -> tuple[int, int | None]:
-        """:meth:`claim_hold` and, when ``session`` (event id, session id) is given, that
-        session's expiry ms, in one round trip: the liveness check rides along."""
+    async def claim_hold(
+        self,
+        hold: HoldRef,
+        resident: Resident,
+        grace_ms: int,
+        session: tuple[str, str] | None = None,
+        now_ms: int = 0,
+    ) -> HoldClaim:
+        """Extend a live hold so it cannot lapse while Postgres confirms it; when
+        ``session`` (event id, session id) is given, its expiry rides in the same round trip."""
         head = self._session_zscore(session)
         replies = _raise_any(
-            await self._pipeline(
-                [self._slot_call("claim_hold-2", slot_id, hold_id, grace_ms, 0)], head
+            await SCRIPTS.pipeline(
+                self.wire, [*head, self._claim_call(hold, resident, grace_ms, now_ms)]
             )
         )
-        return int(replies[-1]), _expiry(replies[0]) if head else None
+        left = replies[-1]
+        return HoldClaim(
+            left_ms=None if refusal_of(left) is not None else int(left),
+            session_expiry_ms=_expiry(replies[0]) if head else None,
+        )
 
     @_translate
-    async def apply_slot(self, state: SlotState, drop_hold: str = "") -> bool:
+    async def finish_confirm(
+        self, states: Sequence[SlotState], hold: HoldRef, resident: Resident
+    ) -> None:
+        """After commit: mirror the slot(s), drop the hold and the resident's pointer, in
+        one pipelined round trip (each script atomic on its own tag; together they only
+        tidy what Postgres decided)."""
+        member = hold.member(resident)
+        calls = [
+            self._apply_call(st, member if st.slot_id == hold.slot_id else "") for st in states
+        ]
+        calls.append(self._release_pointer_call(resident, hold))
+        _raise_any(await SCRIPTS.pipeline(self.wire, calls))
+
+    @_translate
+    async def give_back(
+        self, hold: HoldRef, resident: Resident, *, place: bool = True, pointer: bool = True
+    ) -> None:
+        """Give a hold's place back and/or drop the resident's pointer to it, in one round
+        trip (a refused confirm, a released hold, the unusable half of a hold attempt)."""
+        calls = []
+        if place:
+            calls.append(self._release_hold_call(hold, resident))
+        if pointer:
+            calls.append(self._release_pointer_call(resident, hold))
+        if calls:
+            _raise_any(await SCRIPTS.pipeline(self.wire, calls))
+
+    @_translate
+    async def resident_hold(self, resident: Resident) -> HoldRef | None:
+        """The resident's live hold, if any."""
+        raw = await self.wire.execute("GET", self._pointer_key(resident))
+        return None if raw is None else HoldRef.parse(_text(raw))
+
+    # -- slot inventory ---------------------------------------------------------------
+    @_translate
+    async def apply_slot(self, state: SlotState) -> bool:
         """Mirror Postgres; True when Redis took this version (False: it had a newer one)."""
-        return bool(await self._run(self._apply_call(state, drop_hold)))
+        return bool(await self._run(self._apply_call(state)))
 
     @_translate
     async def apply_slots(self, states: Sequence[SlotState]) -> None:
@@ -235,45 +306,7 @@ class RedisStore:
         tens of thousands of slots take seconds of Redis latency."""
         for start in range(0, len(states), APPLY_BATCH):
             batch = states[start : start + APPLY_BATCH]
-            _raise_any(await self._pipeline([self._apply_call(st) for st in batch]))
-
-    def _apply_call(self, state: SlotState, drop_hold: str = "") -> ScriptCall:
-        return self._slot_call(
-            "apply_slot-2",
-            state.slot_id,
-            state.version,
-            state.capacity,
-            state.booked,
-            int(state.closed),
-            state.from_ms,
-            state.until_ms,
-            drop_hold,
-        )
-
-    @_translate
-    async def finish_confirm(
-        self,
-        states: Sequence[SlotState],
-        slot_id: str,
-        hold_id: str,
-        municipality: str,
-        voucher: str,
-        pointer: str,
-    ) -> None:
-        """After commit: mirror the slot(s), drop the hold and the resident pointer.
-
-        One pipelined round trip of apply_slot-2 per slot and release_resident-1 (each
-        script atomic on its own tag; together they only tidy what Postgres decided)."""
-        calls = [self._apply_call(st, hold_id if st.slot_id == slot_id else "") for st in states]
-        calls.append(self._pointer_call("release_resident-1", municipality, voucher, pointer, 0))
-        _raise_any(await self._pipeline(calls))
-
-    @_translate
-    async def release_hold(self, slot_id: str, hold_id: str) -> bool:
-        return bool(await self._run(self._release_hold_call(slot_id, hold_id)))
-
-    def _release_hold_call(self, slot_id: str, hold_id: str) -> ScriptCall:
-        return ("release_hold-1", [keys.slot_holds(self.prefix, slot_id)], [hold_id])
+            _raise_any(await SCRIPTS.pipeline(self.wire, [self._apply_call(st) for st in batch]))
 
     @_translate
     async def slot_left(self, slot_ids: Sequence[str]) -> dict[str, int | None]:
@@ -282,7 +315,7 @@ class RedisStore:
             return {}
         now_ms = await self.now_ms()
         p = self.prefix
-        commands: list[tuple[Arg, ...]] = []
+        commands: list[Command] = []
         for sid in slot_ids:
             commands.append(("HMGET", keys.slot_inventory(p, sid), "cap", "booked", "closed"))
             commands.append(("ZCOUNT", keys.slot_holds(p, sid), f"({now_ms}", "+inf"))
@@ -303,75 +336,6 @@ class RedisStore:
         seconds, micros = await self.wire.execute("TIME")
         return int(seconds) * 1000 + int(micros) // 1000
 
-    # -- resident hold pointer --------------------------------------------------------
-    @_translate
-    async def claim_resident(
-        self, municipality: str, voucher: str, value: str, ttl_ms: int
-    ) -> tuple[int, str]:
-        """(0, value) when taken, (Code.HOLD_EXISTS, current value) otherwise."""
-        reply = await self._run(
-            self._pointer_call("claim_resident-1", municipality, voucher, value, ttl_ms)
-        )
-        code, current = cast(list[Any], reply)
-        return int(code), _text(current)
-
-    @_translate
-    async def claim_resident_and_hold(
-        self,
-        resident: tuple[str, str],
-        pointer: str,
-        slot_id: str,
-        hold_id: str,
-        hold_ms: int,
-        session: tuple[str, str] | None = None,
-    ) -> HoldAttempt:
-        """claim_resident-1 and hold_slot-2 (and, when ``session`` is given, that
-        session's expiry) sent together: one round trip where the common case took two.
-
-        The two scripts live on different tags, so each runs on its own; the caller
-        gives back whichever half it cannot use (a slot hold whose pointer was refused
-        is never returned to anyone, so nobody can confirm it). A Redis error in either
-        half gives back the other half here and raises."""
-        municipality, voucher = resident
-        head = self._session_zscore(session)
-        replies = await self._pipeline(
-            [
-                self._pointer_call("claim_resident-1", municipality, voucher, pointer, hold_ms),
-                self._slot_call("hold_slot-2", slot_id, hold_id, hold_ms, 0),
-            ],
-            head,
-        )
-        score = replies[0] if head else None
-        claimed, held = replies[-2:]
-        failure = next((r for r in (score, claimed, held) if isinstance(r, Exception)), None)
-        if failure is not None:
-            if not isinstance(held, Exception) and int(held) >= 0:
-                await self._run(self._release_hold_call(slot_id, hold_id))
-            if not isinstance(claimed, Exception) and int(claimed[0]) == 0:
-                await self._run(
-                    self._pointer_call("release_resident-1", municipality, voucher, pointer, 0)
-                )
-            raise failure
-        code, current = cast(list[Any], claimed)
-        return HoldAttempt(
-            pointer_code=int(code),
-            current_pointer=_text(current),
-            left=int(held),
-            session_expiry_ms=_expiry(score),
-        )
-
-    @_translate
-    async def release_resident(
-        self, municipality: str, voucher: str, value: str, extend_ms: int = 0
-    ) -> bool:
-        call = self._pointer_call("release_resident-1", municipality, voucher, value, extend_ms)
-        return bool(await self._run(call))
-
-    @_translate
-    async def resident_pointer(self, municipality: str, voucher: str) -> str | None:
-        raw = await self.wire.execute("GET", keys.resident_hold(self.prefix, municipality, voucher))
-        return None if raw is None else _text(raw)
-
     # -- sessions and throttling ------------------------------------------------------
     @_translate
     async def open_session(
@@ -383,16 +347,13 @@ class RedisStore:
         pass_keep_ms: int,
         now_ms: int = 0,
     ) -> int:
-        """Live sessions after joining, or ``Code.PASS_USED``."""
+        """Live sessions after this one joined; raises :class:`ScriptRefused` (PASS_USED)."""
         p = self.prefix
-        reply = await self._run(
-            (
-                "open_session-2",
-                [shared_keys.used_passes(p, event_id), shared_keys.booking_sessions(p, event_id)],
-                [pass_id, session_id, session_ttl_ms, now_ms, pass_keep_ms],
-            )
+        command = SCRIPTS["open_session"].call(
+            [shared_keys.used_passes(p, event_id), shared_keys.booking_sessions(p, event_id)],
+            [pass_id, session_id, session_ttl_ms, now_ms, pass_keep_ms],
         )
-        return int(reply)
+        return int(_checked(await self._run(command)))
 
     @_translate
     async def pass_used(self, event_id: str, pass_id: str) -> bool:
@@ -410,24 +371,35 @@ class RedisStore:
             "ZREM", shared_keys.booking_sessions(self.prefix, event_id), session_id
         )
 
-    @_translate
-    async def hit_counter(self, key: str, window_ms: int, limit: int, commit: bool) -> Counter:
-        reply = await self._run(("hit_counter-1", [key], [window_ms, limit, int(commit)]))
+    async def _count(self, key: str, window_ms: int, commit: bool) -> Counter:
+        reply = await self._run(SCRIPTS["hit_counter"].call([key], [window_ms, int(commit)]))
         count, ttl = cast(list[Any], reply)
         return Counter(int(count), int(ttl))
+
+    @_translate
+    async def client_attempts(self, client: str, window_ms: int) -> Counter:
+        """Count one identity attempt (session start, staff login) from a client address."""
+        return await self._count(keys.throttle_client(self.prefix, client), window_ms, True)
+
+    @_translate
+    async def voucher_failures(
+        self, resident: Resident, window_ms: int, *, commit: bool
+    ) -> Counter:
+        """Failed identity attempts for one voucher (``commit``: count one more)."""
+        key = keys.throttle_voucher(self.prefix, resident.municipality, resident.voucher)
+        return await self._count(key, window_ms, commit)
 
     # -- waitroom handoff and epoch ---------------------------------------------------
     @_translate
     async def publish_event_status(
-        self, event_id: str, remaining: int, active_sessions: int, p95_ms: float, now_ms: int
-    ) -> int:
-        """Write the inventory and load hashes; prune lapsed sessions. Returns live sessions."""
+        self, event_id: str, remaining: int, p95_ms: float, now_ms: int
+    ) -> None:
+        """Write the event's inventory and load hashes and prune its lapsed sessions, in
+        one round trip."""
         p = self.prefix
-        sessions = shared_keys.booking_sessions(p, event_id)
-        replies = await self.wire.pipeline(
+        await self.wire.pipeline(
             [
-                ("ZREMRANGEBYSCORE", sessions, "-inf", now_ms),
-                ("ZCARD", sessions),
+                ("ZREMRANGEBYSCORE", shared_keys.booking_sessions(p, event_id), "-inf", now_ms),
                 (
                     "HSET",
                     shared_keys.event_inventory(p, event_id),
@@ -436,20 +408,16 @@ class RedisStore:
                     "updated_ms",
                     now_ms,
                 ),
+                (
+                    "HSET",
+                    shared_keys.booking_load(p, event_id),
+                    "p95_ms",
+                    round(p95_ms, 1),
+                    "updated_ms",
+                    now_ms,
+                ),
             ]
         )
-        live = int(replies[1])
-        await self.wire.execute(
-            "HSET",
-            shared_keys.booking_load(p, event_id),
-            "p95_ms",
-            round(p95_ms, 1),
-            "active_sessions",
-            live,
-            "updated_ms",
-            now_ms,
-        )
-        return live
 
     @_translate
     async def epoch(self) -> str | None:

@@ -6,8 +6,9 @@ from typing import Any
 
 import asyncpg
 
+from booking.domain import Actor, Channel, Resident
 from booking.services.confirm import confirm_booking
-from booking.services.context import Actor, Channel, Ctx, Resident
+from booking.services.context import Ctx
 from booking.services.hold import hold_slot
 from booking.store import keys
 from machiai.redis_mux import Arg, RedisMux

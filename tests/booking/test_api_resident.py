@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from booking.domain import Resident
 from booking.services import availability
 from booking.services.inventory import load_slot
 from booking.settings import BookingSettings
@@ -374,7 +375,7 @@ async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
         forget()
         r = await client.post("/api/holds", json={"slot_id": sid}, headers=third)
         assert r.status_code == 401 and code(r) == "session_expired", r.text
-        pointer = await ctx.redis.resident_pointer(world.municipality, voucher(23))
+        pointer = await ctx.redis.resident_hold(Resident(world.municipality, voucher(23)))
         assert pointer is None  # the pointer claimed alongside the check was given back
         holders = await redis.zrange(keys.slot_holds(redis_prefix, sid), 0, -1)
         assert [m for m in holders if voucher(23) in str(m)] == []  # and the place

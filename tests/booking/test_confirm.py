@@ -8,12 +8,12 @@ import asyncpg
 import pytest
 
 from booking import errors
+from booking.domain import Resident, SlotState
 from booking.services.confirm import cancel_booking, confirm_booking, idempotency
-from booking.services.context import Ctx, Resident
+from booking.services.context import Ctx
 from booking.services.hold import hold_slot
 from booking.services.inventory import rebuild_inventory
 from booking.store import keys, pg
-from booking.store.redis_store import SlotState
 from tests.booking.factory import World, make_slot
 from tests.booking.helpers import book, pg_slot, resident, web
 
@@ -44,7 +44,7 @@ async def test_postgres_full_while_redis_says_free_releases_the_hold(
     with pytest.raises(errors.SlotFull):
         await confirm_booking(ctx, actor, who, held.hold_id)
     assert not await hold_alive(ctx, sid, held.hold_id, who)
-    assert await ctx.redis.resident_pointer(who.municipality, who.voucher) is None
+    assert await ctx.redis.resident_hold(who) is None
     assert await pg_slot(db, sid) == (1, 1)
     assert await db.fetchval("SELECT count(*) FROM bookings") == 1
     assert await db.fetchval("SELECT count(*) FROM audit_log") == 1
@@ -67,7 +67,7 @@ async def test_postgres_down_gives_busy_and_releases_the_hold(
         await confirm_booking(down, actor, who, held.hold_id)
     assert caught.value.headers["Retry-After"]
     assert not await hold_alive(ctx, sid, held.hold_id, who)
-    assert await ctx.redis.resident_pointer(who.municipality, who.voucher) is None
+    assert await ctx.redis.resident_hold(who) is None
     assert await db.fetchval("SELECT count(*) FROM bookings") == 0
     # Capacity is whole again.
     assert (await ctx.redis.slot_left([sid]))[sid] == 2

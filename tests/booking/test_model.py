@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from booking import errors
+from booking.domain import Resident
 from booking.services.confirm import cancel_booking, confirm_booking
-from booking.services.context import Ctx, Resident, SlotCatalog
+from booking.services.context import Ctx, SlotCatalog
 from booking.services.hold import hold_slot
 from booking.settings import BookingSettings
 from booking.store import keys

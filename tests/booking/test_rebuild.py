@@ -14,6 +14,7 @@ from booking.services.context import Ctx
 from booking.services.inventory import ensure_inventory, rebuild_inventory
 from booking.settings import BookingSettings
 from booking.store import keys
+from booking.store.redis_store import SCRIPTS
 from machiai import keys as shared_keys
 from tests.booking.client import running
 from tests.booking.factory import World, make_slot
@@ -121,7 +122,7 @@ async def test_rebuild_racing_confirms_converges(
 async def test_rebuild_teaches_redis_every_script(ctx: Ctx, redis: aioredis.Redis) -> None:
     """Redis that lost its data lost its scripts too: the rebuild loads them all, so a
     surge's first requests do not each meet NOSCRIPT."""
-    shas = [script.sha for script in ctx.redis._scripts.values()]
+    shas = [script.sha for script in SCRIPTS]
     await redis.script_flush()
     assert not any(await redis.script_exists(*shas))
     await rebuild_inventory(ctx)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 import redis.asyncio as aioredis
 
+from booking.domain import HoldRef, Refusal, Resident, SlotState
 from booking.errors import Busy
 from booking.store import keys
-from booking.store.redis_store import Code, RedisStore, SlotState
+from booking.store.redis_store import RedisStore, ScriptRefused
 from machiai import keys as shared_keys
 
 T0 = 1_800_000_000_000  # an injected clock (ms)
+WHO = Resident("131001", "0000000001")
 
 
 def state(
@@ -21,95 +24,134 @@ def state(
     return SlotState(slot_id, ver, cap, booked, closed, T0 - 1000, T0 + 3_600_000)
 
 
+def new_slot() -> str:
+    return str(uuid.uuid4())
+
+
+def hold(slot_id: str, n: int = 1) -> HoldRef:
+    return HoldRef(slot_id, f"{n:032x}")
+
+
+async def hold_code(store: RedisStore, ref: HoldRef, now_ms: int, who: Resident = WHO) -> int:
+    """Places left, or the refusal's code."""
+    try:
+        return await store.hold_slot(ref, who, 1000, now_ms)
+    except ScriptRefused as refused:
+        return int(refused.code)
+
+
 async def test_hold_slot_codes(store: RedisStore) -> None:
-    sid = uuid.uuid4().hex
-    assert await store.hold_slot(sid, "h1", 1000, T0) == Code.NOT_LOADED
+    sid = new_slot()
+    assert await hold_code(store, hold(sid, 1), T0) == Refusal.NOT_LOADED
     assert await store.apply_slot(state(sid, cap=2))
-    assert await store.hold_slot(sid, "h1", 1000, T0 - 5000) == Code.NOT_OPEN
-    assert await store.hold_slot(sid, "h1", 1000, T0 + 3_600_000) == Code.ENDED
-    assert await store.hold_slot(sid, "h1", 1000, T0) == 1
-    assert await store.hold_slot(sid, "h2", 1000, T0) == 0
-    assert await store.hold_slot(sid, "h3", 1000, T0 + 999) == Code.FULL
+    assert await hold_code(store, hold(sid, 1), T0 - 5000) == Refusal.NOT_OPEN
+    assert await hold_code(store, hold(sid, 1), T0 + 3_600_000) == Refusal.ENDED
+    assert await hold_code(store, hold(sid, 1), T0) == 1
+    assert await hold_code(store, hold(sid, 2), T0) == 0
+    assert await hold_code(store, hold(sid, 3), T0 + 999) == Refusal.FULL
     # Expired holds give their place back, lazily, in the same script.
-    assert await store.hold_slot(sid, "h3", 1000, T0 + 1000) == 1
+    assert await hold_code(store, hold(sid, 3), T0 + 1000) == 1
     assert await store.apply_slot(state(sid, cap=2, closed=True, ver=2))
-    assert await store.hold_slot(sid, "h4", 1000, T0 + 1000) == Code.CLOSED
+    assert await hold_code(store, hold(sid, 4), T0 + 1000) == Refusal.CLOSED
 
 
-async def test_hold_slot_same_id_is_not_counted_twice(store: RedisStore) -> None:
-    sid = uuid.uuid4().hex
+async def test_hold_slot_same_hold_is_not_counted_twice(store: RedisStore) -> None:
+    sid = new_slot()
     await store.apply_slot(state(sid, cap=1))
-    assert await store.hold_slot(sid, "h1", 1000, T0) == 0
-    assert await store.hold_slot(sid, "h1", 1000, T0 + 10) == 0
+    assert await hold_code(store, hold(sid), T0) == 0
+    assert await hold_code(store, hold(sid), T0 + 10) == 0
+    # The same token for another resident is another hold.
+    assert await hold_code(store, hold(sid), T0 + 10, Resident("131001", "0000000002")) == (
+        Refusal.FULL
+    )
 
 
 async def test_booked_places_count_against_capacity(store: RedisStore) -> None:
-    sid = uuid.uuid4().hex
+    sid = new_slot()
     await store.apply_slot(state(sid, cap=3, booked=2))
-    assert await store.hold_slot(sid, "h1", 1000, T0) == 0
-    assert await store.hold_slot(sid, "h2", 1000, T0) == Code.FULL
+    assert await hold_code(store, hold(sid, 1), T0) == 0
+    assert await hold_code(store, hold(sid, 2), T0) == Refusal.FULL
     assert (await store.slot_left([sid]))[sid] is not None
 
 
 async def test_claim_hold_extends_and_expires(
     store: RedisStore, redis: aioredis.Redis, redis_prefix: str
 ) -> None:
-    sid = uuid.uuid4().hex
+    sid = new_slot()
     await store.apply_slot(state(sid))
-    assert await store.claim_hold(sid, "nope", 500, T0) == Code.HOLD_EXPIRED
-    await store.hold_slot(sid, "h1", 1000, T0)
-    assert await store.claim_hold(sid, "h1", 5000, T0 + 100) == 5000
+    assert (await store.claim_hold(hold(sid, 9), WHO, 500, now_ms=T0)).left_ms is None
+    await store.hold_slot(hold(sid), WHO, 1000, T0)
+    assert (await store.claim_hold(hold(sid), WHO, 5000, now_ms=T0 + 100)).left_ms == 5000
     # Never shortened by a smaller grace.
-    assert await store.claim_hold(sid, "h1", 10, T0 + 200) == 4900
-    assert await store.claim_hold(sid, "h1", 10, T0 + 5100) == Code.HOLD_EXPIRED
-    assert await redis.zscore(keys.slot_holds(redis_prefix, sid), "h1") is None
+    assert (await store.claim_hold(hold(sid), WHO, 10, now_ms=T0 + 200)).left_ms == 4900
+    assert (await store.claim_hold(hold(sid), WHO, 10, now_ms=T0 + 5100)).left_ms is None
+    member = hold(sid).member(WHO)
+    assert await redis.zscore(keys.slot_holds(redis_prefix, sid), member) is None
+
+
+async def test_claim_hold_brings_the_session_expiry_along(
+    store: RedisStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    sid = new_slot()
+    await store.apply_slot(state(sid))
+    await store.hold_slot(hold(sid), WHO, 1000, T0)
+    await redis.zadd(shared_keys.booking_sessions(redis_prefix, "ev"), {"s1": T0 + 60_000})
+    claim = await store.claim_hold(hold(sid), WHO, 500, session=("ev", "s1"), now_ms=T0)
+    assert (claim.left_ms, claim.session_expiry_ms) == (1000, T0 + 60_000)
+    gone = await store.claim_hold(hold(sid), WHO, 500, session=("ev", "nope"), now_ms=T0)
+    assert (gone.left_ms, gone.session_expiry_ms) == (1000, None)
 
 
 async def test_apply_slot_newest_version_wins(
     store: RedisStore, redis: aioredis.Redis, redis_prefix: str
 ) -> None:
-    sid = uuid.uuid4().hex
+    sid = new_slot()
     assert await store.apply_slot(state(sid, cap=5, booked=1, ver=3))
     assert not await store.apply_slot(state(sid, cap=5, booked=0, ver=2))
     assert not await store.apply_slot(state(sid, cap=5, booked=0, ver=3))
     inv = keys.slot_inventory(redis_prefix, sid)
     assert await redis.hget(inv, "booked") == b"1"
-    await store.hold_slot(sid, "h1", 1000, T0)
-    # A stale version still drops the named hold.
-    assert not await store.apply_slot(state(sid, cap=5, booked=2, ver=1), drop_hold="h1")
-    assert await redis.zscore(keys.slot_holds(redis_prefix, sid), "h1") is None
+    await store.hold_slot(hold(sid), WHO, 1000, T0)
+    # A stale version still drops the confirmed hold (and the pointer).
+    await store.finish_confirm([state(sid, cap=5, booked=2, ver=1)], hold(sid), WHO)
+    assert await redis.zscore(keys.slot_holds(redis_prefix, sid), hold(sid).member(WHO)) is None
+    assert await redis.hget(inv, "booked") == b"1"
     assert await store.apply_slot(state(sid, cap=5, booked=2, ver=4))
     assert await redis.hget(inv, "booked") == b"2"
 
 
-async def test_release_hold(store: RedisStore) -> None:
-    sid = uuid.uuid4().hex
+async def test_give_back_returns_the_place_and_the_pointer(store: RedisStore) -> None:
+    sid = new_slot()
     await store.apply_slot(state(sid, cap=1))
-    await store.hold_slot(sid, "h1", 1000, T0)
-    assert await store.release_hold(sid, "h1")
-    assert not await store.release_hold(sid, "h1")
-    assert await store.hold_slot(sid, "h2", 1000, T0) == 0
+    first = await store.claim_resident_and_hold(WHO, hold(sid), 60_000, now_ms=T0)
+    assert first.pointer_taken and first.left == 0
+    await store.give_back(hold(sid), WHO, pointer=False)
+    assert await store.resident_hold(WHO) == hold(sid)
+    assert (await store.slot_left([sid]))[sid] == 1
+    # A pointer is dropped only if it still names this hold (compare-and-delete).
+    await store.give_back(hold(sid, 2), WHO)
+    assert await store.resident_hold(WHO) == hold(sid)
+    await store.give_back(hold(sid), WHO)
+    assert await store.resident_hold(WHO) is None
 
 
-async def test_resident_pointer_claim_release_extend(
+async def test_resident_pointer_one_live_hold_expiring_with_it(
     store: RedisStore, redis: aioredis.Redis, redis_prefix: str
 ) -> None:
-    assert await store.claim_resident("131001", "0000000001", "h1|s1", 60_000) == (0, "h1|s1")
-    assert await store.claim_resident("131001", "0000000001", "h2|s2", 60_000) == (
-        Code.HOLD_EXISTS,
-        "h1|s1",
-    )
-    assert await store.resident_pointer("131001", "0000000001") == "h1|s1"
-    assert not await store.release_resident("131001", "0000000001", "h2|s2")
-    assert await store.release_resident("131001", "0000000001", "h1|s1", extend_ms=120_000)
-    ttl = await redis.pttl(keys.resident_hold(redis_prefix, "131001", "0000000001"))
-    assert 60_000 < ttl <= 120_000
-    assert await store.release_resident("131001", "0000000001", "h1|s1")
-    assert await store.resident_pointer("131001", "0000000001") is None
-    # The pointer expires on its own (PX).
-    assert (await store.claim_resident("131001", "0000000001", "h3|s3", 1))[0] == 0
-    await redis.delete(keys.resident_hold(redis_prefix, "131001", "0000000001"))
-    assert (await store.claim_resident("131001", "0000000001", "h4|s4", 60_000))[0] == 0
+    sid = new_slot()
+    await store.apply_slot(state(sid, cap=5))
+    taken = await store.claim_resident_and_hold(WHO, hold(sid, 1), 60_000, now_ms=T0)
+    assert taken.pointer_taken and taken.existing is None
+    refused = await store.claim_resident_and_hold(WHO, hold(sid, 2), 60_000, now_ms=T0)
+    assert not refused.pointer_taken and refused.existing == hold(sid, 1)
+    ttl = await redis.pttl(keys.resident_hold(redis_prefix, WHO.municipality, WHO.voucher))
+    assert 0 < ttl <= 60_000
+    await store.give_back(hold(sid, 2), WHO, pointer=False)
+    # The pointer expires on its own (PX = hold time).
+    other = Resident("131001", "0000000009")
+    assert (await store.claim_resident_and_hold(other, hold(sid, 3), 1)).pointer_taken
+    await asyncio.sleep(0.01)
+    assert (await store.claim_resident_and_hold(other, hold(sid, 4), 60_000)).pointer_taken
 
 
 async def test_open_session_redeems_pass_once(
@@ -117,7 +159,9 @@ async def test_open_session_redeems_pass_once(
 ) -> None:
     ev = "ev-" + uuid.uuid4().hex[:6]
     assert await store.open_session(ev, "p1", "s1", 60_000, 600_000, T0) == 1
-    assert await store.open_session(ev, "p1", "s2", 60_000, 600_000, T0) == Code.PASS_USED
+    with pytest.raises(ScriptRefused) as used:
+        await store.open_session(ev, "p1", "s2", 60_000, 600_000, T0)
+    assert used.value.code is Refusal.PASS_USED
     assert await store.pass_used(ev, "p1")
     assert await store.open_session(ev, "p2", "s2", 60_000, 600_000, T0 + 1) == 2
     assert await store.session_expiry_ms(ev, "s1") == T0 + 60_000
@@ -128,19 +172,17 @@ async def test_open_session_redeems_pass_once(
     assert await redis.zscore(shared_keys.used_passes(redis_prefix, ev), "p1") == T0
 
 
-async def test_hit_counter_window(store: RedisStore, redis_prefix: str) -> None:
-    key = keys.throttle_client(redis_prefix, "127.0.0.1")
-    assert (await store.hit_counter(key, 60_000, 2, commit=False)).count == 0
-    first = await store.hit_counter(key, 60_000, 2, commit=True)
+async def test_attempt_counters_count_in_a_window(store: RedisStore) -> None:
+    first = await store.client_attempts("127.0.0.1", 60_000)
     assert first.count == 1 and 0 < first.ttl_ms <= 60_000
-    assert (await store.hit_counter(key, 60_000, 2, commit=True)).count == 2
-    assert (await store.hit_counter(key, 60_000, 2, commit=False)).count == 2
-    short = keys.throttle_client(redis_prefix, "10.0.0.1")
-    await store.hit_counter(short, 1, 2, commit=True)
-    import asyncio
-
+    assert (await store.client_attempts("127.0.0.1", 60_000)).count == 2
+    who = Resident("131001", uuid.uuid4().hex[:10])
+    assert (await store.voucher_failures(who, 60_000, commit=False)).count == 0
+    assert (await store.voucher_failures(who, 60_000, commit=True)).count == 1
+    assert (await store.voucher_failures(who, 60_000, commit=False)).count == 1
+    await store.client_attempts("10.0.0.1", 1)
     await asyncio.sleep(0.01)
-    assert (await store.hit_counter(short, 1, 2, commit=False)).count == 0
+    assert (await store.client_attempts("10.0.0.1", 60_000)).count == 1
 
 
 async def test_epoch_and_event_status(
@@ -152,11 +194,14 @@ async def test_epoch_and_event_status(
     ev = "ev-" + uuid.uuid4().hex[:6]
     now = await store.now_ms()
     await store.open_session(ev, "p1", "s1", 60_000, 600_000)
-    assert await store.publish_event_status(ev, 7, 0, 12.5, now) == 1
+    await store.open_session(ev, "p2", "s2", 1, 600_000, now - 10_000)
+    await store.publish_event_status(ev, 7, 12.5, now)
     inv = await redis.hgetall(shared_keys.event_inventory(redis_prefix, ev))
     assert inv[b"remaining"] == b"7"
     load = await redis.hgetall(shared_keys.booking_load(redis_prefix, ev))
-    assert load[b"active_sessions"] == b"1" and load[b"p95_ms"] == b"12.5"
+    assert load == {b"p95_ms": b"12.5", b"updated_ms": str(now).encode()}
+    # Lapsed sessions are pruned on the way.
+    assert await redis.zcard(shared_keys.booking_sessions(redis_prefix, ev)) == 1
 
 
 async def script_commands(redis: aioredis.Redis) -> int:
@@ -170,27 +215,22 @@ async def test_finish_confirm_in_one_round_trip_and_after_redis_lost_its_scripts
 ) -> None:
     # The first round loads whatever script this Redis has not seen yet; then measure.
     for round_, flush_scripts in enumerate((False, False, True)):
-        sid = uuid.uuid4().hex
-        voucher = uuid.uuid4().hex[:10]
+        sid = new_slot()
+        who = Resident("990001", uuid.uuid4().hex[:10])
         await store.apply_slot(state(sid, cap=2))
-        assert await store.hold_slot(sid, "h1", 60_000, T0) == 1
-        assert await store.claim_resident("990001", voucher, f"{sid}.h1", 60_000) == (
-            0,
-            f"{sid}.h1",
-        )
+        attempt = await store.claim_resident_and_hold(who, hold(sid), 60_000, now_ms=T0)
+        assert attempt.pointer_taken and attempt.left == 1
         if flush_scripts:
             await redis.script_flush()  # as after a Redis restart: every script is gone
         before = await script_commands(redis)
-        await store.finish_confirm(
-            [state(sid, cap=2, booked=1, ver=2)], sid, "h1", "990001", voucher, f"{sid}.h1"
-        )
+        await store.finish_confirm([state(sid, cap=2, booked=1, ver=2)], hold(sid), who)
         after = await script_commands(redis)
         # No SCRIPT EXISTS first; a SCRIPT LOAD only when Redis had lost the scripts.
         if round_:
             assert after - before == (2 if flush_scripts else 0)
         # The booking is mirrored, the hold is gone, and so is the resident's pointer.
         assert (await store.slot_left([sid]))[sid] == 1
-        assert await store.resident_pointer("990001", voucher) is None
+        assert await store.resident_hold(who) is None
 
 
 async def test_claim_resident_and_hold_in_one_round_trip(
@@ -198,45 +238,44 @@ async def test_claim_resident_and_hold_in_one_round_trip(
 ) -> None:
     """Both halves and the session's expiry come back together; a Redis error in either
     half gives the other back; scripts Redis lost are loaded again."""
-    sid = uuid.uuid4().hex
+    sid = new_slot()
     await store.apply_slot(SlotState(sid, 1, 1, 0, False, 0, 4_000_000_000_000))
-    who = ("131001", "0000000101")
-    first = await store.claim_resident_and_hold(who, f"{sid}.a", sid, "a:r", 60_000)
-    assert (first.pointer_code, first.left, first.session_expiry_ms) == (0, 0, None)
-    again = await store.claim_resident_and_hold(who, f"{sid}.b", sid, "b:r", 60_000)
-    assert (again.pointer_code, again.current_pointer, again.left) == (
-        Code.HOLD_EXISTS,
-        f"{sid}.a",
-        Code.FULL,
+    who = Resident("131001", "0000000101")
+    first = await store.claim_resident_and_hold(who, hold(sid, 1), 60_000)
+    assert (first.pointer_taken, first.left, first.session_expiry_ms) == (True, 0, None)
+    again = await store.claim_resident_and_hold(who, hold(sid, 2), 60_000)
+    assert (again.pointer_taken, again.existing, again.left, again.refusal) == (
+        False,
+        hold(sid, 1),
+        None,
+        Refusal.FULL,
     )
 
     sessions = shared_keys.booking_sessions(redis_prefix, "ev")
     await redis.zadd(sessions, {"s1": 4_000_000_000_000})
-    other = uuid.uuid4().hex
+    other = new_slot()
     await store.apply_slot(SlotState(other, 1, 2, 0, False, 0, 4_000_000_000_000))
     checked = await store.claim_resident_and_hold(
-        ("131001", "0000000102"), f"{other}.c", other, "c:r", 60_000, session=("ev", "s1")
+        Resident("131001", "0000000102"), hold(other, 3), 60_000, session=("ev", "s1")
     )
-    assert (checked.pointer_code, checked.left) == (0, 1)
+    assert (checked.pointer_taken, checked.left) == (True, 1)
     assert checked.session_expiry_ms == 4_000_000_000_000
     unknown = await store.claim_resident_and_hold(
-        ("131001", "0000000103"), f"{other}.d", other, "d:r", 60_000, session=("ev", "nope")
+        Resident("131001", "0000000103"), hold(other, 4), 60_000, session=("ev", "nope")
     )
-    assert (unknown.pointer_code, unknown.left, unknown.session_expiry_ms) == (0, 0, None)
+    assert (unknown.pointer_taken, unknown.left, unknown.session_expiry_ms) == (True, 0, None)
 
-    broken = uuid.uuid4().hex
+    broken = new_slot()
     await redis.set(keys.slot_inventory(redis_prefix, broken), "not a hash")
+    victim = Resident("131001", "0000000104")
     with pytest.raises(Busy):
-        await store.claim_resident_and_hold(
-            ("131001", "0000000104"), f"{broken}.e", broken, "e:r", 60_000
-        )
-    assert await store.resident_pointer("131001", "0000000104") is None
+        await store.claim_resident_and_hold(victim, hold(broken, 5), 60_000)
+    assert await store.resident_hold(victim) is None
 
     await redis.script_flush()
-    third = uuid.uuid4().hex
+    third = new_slot()
     await store.apply_slot(SlotState(third, 1, 1, 0, False, 0, 4_000_000_000_000))
-    reloaded = await store.claim_resident_and_hold(
-        ("131001", "0000000105"), f"{third}.f", third, "f:r", 60_000
-    )
-    assert (reloaded.pointer_code, reloaded.left) == (0, 0)
-    assert await store.resident_pointer("131001", "0000000105") == f"{third}.f"
+    late = Resident("131001", "0000000105")
+    reloaded = await store.claim_resident_and_hold(late, hold(third, 6), 60_000)
+    assert (reloaded.pointer_taken, reloaded.left) == (True, 0)
+    assert await store.resident_hold(late) == hold(third, 6)
