@@ -37,11 +37,12 @@ cmd=${1:-run}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     test)
-        # Page tests drive Debian's Chromium; install it where we may (root + apt),
-        # otherwise those tests skip and say why.
-        if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            echo "==> installing Debian's chromium for the browser tests" >&2
-            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+        # Page tests drive Debian's Chromium (and write screenshots, which need a Japanese
+        # font); install them where we may (root + apt), otherwise those tests skip and say why.
+        if { ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi ipagothic; } \
+            && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> installing Debian's chromium and a Japanese font for the browser tests" >&2
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic) >/dev/null 2>&1 \
                 || echo "    (could not install chromium; browser tests will be skipped)" >&2
         fi
         echo "==> ruff" >&2

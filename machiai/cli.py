@@ -15,7 +15,7 @@ from machiai.backends import DataDirBusy, open_backends, running_owner
 from machiai.config import Mode, SettingsError
 from machiai.embedded import EmbeddedServerError
 from machiai.migrate import MigrationError, apply_migrations
-from machiai.runner import run_system
+from machiai.runner import ServiceStartError, check_service_settings, run_system
 from machiai.seed_demo import seed_demo
 from machiai.settings import RunnerSettings
 
@@ -73,7 +73,14 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     from loadtests.profiles import PROFILES, ProfileError, with_overrides
 
     deployment = None
-    if args.target:
+    if not args.target:
+        # The local system starts only after a dataset is seeded: check first what its
+        # services will read (the harness sets the mode, the ports and the backend URLs).
+        harness_sets = {"REDIS_URL", "DATABASE_URL", "WAITROOM_PORT", "BOOKING_PORT"}
+        harness_sets |= {"WAITROOM_TRUST_FORWARDED", "BOOKING_TRUST_FORWARDED"}
+        environ = {k: v for k, v in os.environ.items() if k not in harness_sets}
+        check_service_settings({**environ, "MACHIAI_ENV": "development"})
+    else:
         database_url = args.database_url or os.environ.get("DATABASE_URL")
         if not args.booking_url or not database_url:
             print(
@@ -180,9 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except SettingsError as exc:
+        # One line, no traceback: the message names the variable and the rule (never a secret).
         print(f"machiai: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (DataDirBusy, EmbeddedServerError, MigrationError) as exc:
+    except (DataDirBusy, EmbeddedServerError, MigrationError, ServiceStartError) as exc:
         print(f"machiai: {exc}", file=sys.stderr)
         return 1
     return code

@@ -1,7 +1,9 @@
 """Reading and validating environment variables, shared by every settings module.
 
 Only settings modules call these; nothing else reads ``os.environ``. Every
-failure names the variable, so a misconfigured start says what to fix.
+failure names the variable and the rule, so a misconfigured start says what to
+fix. Values that may be secret (signing keys, URLs that can carry a password)
+are never repeated in a message: it goes to terminals and logs.
 """
 
 from __future__ import annotations
@@ -91,15 +93,21 @@ class Env:
         value = self.raw(name)
         if value is None:
             return None
-        parts = urlsplit(value)
+        # The value itself is never quoted back: a URL may carry a password.
+        try:
+            parts = urlsplit(value)
+            hostname = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a port that is not 0..65535
+        except ValueError:
+            raise SettingsError(f"{name} is not a valid URL (check its host and port)") from None
         if parts.scheme not in schemes:
             allowed = ", ".join(f"{s}://" for s in schemes)
-            raise SettingsError(f"{name} must start with one of {allowed}, got {parts.scheme!r}")
+            raise SettingsError(f"{name} must start with one of {allowed}")
         if parts.scheme == "unix":
             if not parts.path:
-                raise SettingsError(f"{name} has no socket path: {value!r}")
-        elif not parts.hostname and "host=" not in parts.query:
-            raise SettingsError(f"{name} has no host: {value!r}")
+                raise SettingsError(f"{name} has no socket path (unix:///path/to/socket)")
+        elif not hostname and "host=" not in parts.query:
+            raise SettingsError(f"{name} has no host ({parts.scheme}://host:port/...)")
         return value
 
     def data_dir(self) -> Path:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +23,14 @@ from types import TracebackType
 
 import redis
 
-PG_SYSTEM_USER = "machiai"
+from machiai.embedded_root import (
+    Account,
+    RootPlacementError,
+    place_pgdata,
+    postgres_account,
+    reachable_bin_dir,
+)
+
 _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -72,52 +77,6 @@ def child_preexec(uid: int | None, gid: int | None) -> None:
     # Our own process group: a terminal's Ctrl-C reaches only the supervisor,
     # which then stops the children in order (services first, data last).
     os.setpgid(0, 0)
-
-
-def _postgres_account() -> tuple[int | None, int | None]:
-    """Postgres refuses to run as root: run it as a system user created on demand."""
-    if os.geteuid() != 0:
-        return None, None
-    try:
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run(
-            [
-                useradd,
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                PG_SYSTEM_USER,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    for root, dirs, files in os.walk(path):
-        os.chown(root, uid, gid)
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, gid)
-
-
-def _ensure_traversable(path: Path) -> None:
-    """The postgres user must reach its data dir through every parent."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            if parent == path or str(parent).startswith(("/tmp/", "/var/tmp/")):
-                parent.chmod(mode | 0o711 if parent != path else mode | 0o700)
-            else:
-                raise EmbeddedServerError(
-                    f"{parent} is not searchable by others, so the embedded Postgres "
-                    f"(running as user {PG_SYSTEM_USER!r}) cannot reach {path}; "
-                    "choose another MACHIAI_DATA_DIR or set DATABASE_URL"
-                )
 
 
 class _Server:
@@ -285,7 +244,9 @@ class EmbeddedPostgres(_Server):
     ) -> None:
         super().__init__(data_dir, port, host)
         self.tuning = tuning
+        # As root both move where the postgres user can reach them (machiai.embedded_root).
         self.pgdata = self.data_dir / "pgdata"
+        self.bin_dir = postgres_bin_dir()
 
     @property
     def url(self) -> str:
@@ -295,14 +256,22 @@ class EmbeddedPostgres(_Server):
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
     def _bin(self, name: str) -> str:
-        return str(postgres_bin_dir() / name)
+        return str(self.bin_dir / name)
 
     def start(self) -> EmbeddedPostgres:
-        uid, gid = _postgres_account()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if uid is not None and gid is not None:
-            _ensure_traversable(self.data_dir)
-            _chown_tree(self.data_dir, uid, gid)
+        try:
+            account = postgres_account()
+            if account is not None:
+                self._place_for(account)
+        except RootPlacementError as exc:
+            raise EmbeddedServerError(str(exc)) from None
+        except OSError as exc:
+            raise EmbeddedServerError(
+                "could not place the embedded Postgres where its user can reach it "
+                f"({exc}); run machiai as a normal user or set DATABASE_URL"
+            ) from None
+        uid, gid = (account.uid, account.gid) if account is not None else (None, None)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(uid, gid)
         argv = [
@@ -328,6 +297,11 @@ class EmbeddedPostgres(_Server):
         self._wait_ready()
         self._ensure_database()
         return self
+
+    def _place_for(self, account: Account) -> None:
+        """Binaries and data where ``account`` can reach them, whatever the modes above us."""
+        self.bin_dir = reachable_bin_dir(_package_dir("pgserver"), account)
+        self.pgdata = place_pgdata(self.data_dir, account)
 
     def _initdb(self, uid: int | None, gid: int | None) -> None:
         argv = [

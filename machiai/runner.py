@@ -4,13 +4,19 @@ The services run as child processes (one uvicorn each) in their own process
 groups; the supervisor alone receives a terminal's Ctrl-C and stops them
 first, then the data servers. Every child also carries the kernel's
 parent-death signal, so a killed supervisor leaves nothing running.
+
+Before anything starts, every setting of both services is read once as the
+services will read it (``check_settings``): a bad value then costs one line
+and exit code 2, not a started Redis and Postgres and a service's traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,13 +28,31 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
 
-from machiai.backends import Backends, open_backends, remove_run_file, write_run_file
+from booking.settings import BookingSettings
+from machiai.backends import (
+    Backends,
+    open_backends,
+    remove_run_file,
+    running_owner,
+    write_run_file,
+)
+from machiai.config import MIN_SECRET_LENGTH, Env, Mode, SettingsError
 from machiai.embedded import child_preexec
 from machiai.migrate import apply_migrations
 from machiai.settings import RunnerSettings
+from waitroom.settings import WaitroomSettings
 
 SERVICE_START_TIMEOUT_S = 60.0
 SERVICE_STOP_TIMEOUT_S = 15.0
+
+
+# Stand-ins for what is only known once the embedded servers run; never connected to.
+_PENDING_REDIS_URL = "redis://127.0.0.1:6379/0"
+_PENDING_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/machiai"
+
+
+class ServiceStartError(RuntimeError):
+    """A service exited or did not answer while starting; its own output says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +60,74 @@ class ServiceSpec:
     name: str
     factory: str
     port: int
+
+
+def check_service_settings(environ: Mapping[str, str]) -> None:
+    """Read both services' settings from the environment they will be given, and drop them.
+
+    Raises ``SettingsError`` naming the first bad variable. Writes nothing: backend URLs
+    that only the embedded servers will provide are stood in for, and so is the
+    development signing key that each data dir generates on first use.
+    """
+    env = dict(environ)
+    env.setdefault("REDIS_URL", _PENDING_REDIS_URL)
+    env.setdefault("DATABASE_URL", _PENDING_DATABASE_URL)
+    checked = Env(env)
+    if checked.raw("MACHIAI_SECRET_KEYS") is None and checked.mode() is Mode.DEVELOPMENT:
+        env["MACHIAI_SECRET_KEYS"] = "k" * MIN_SECRET_LENGTH
+    WaitroomSettings.from_env(env)
+    BookingSettings.from_env(env)
+
+
+def check_settings(settings: RunnerSettings, environ: Mapping[str, str]) -> None:
+    """Everything `machiai run` will need, checked before it starts anything.
+
+    The services' settings as they will see them, and both ports free on MACHIAI_HOST
+    (a port in use would otherwise be found after Redis and Postgres had started).
+    """
+    pending = Backends(
+        settings.redis_url or _PENDING_REDIS_URL,
+        settings.database_url or _PENDING_DATABASE_URL,
+        embedded=False,
+    )
+    check_service_settings(service_env(environ, settings, pending))
+    embedded = settings.redis_url is None or settings.database_url is None
+    if embedded and running_owner(settings.data_dir) is not None:
+        return  # its ports are taken by that run; open_backends says so, before starting
+    for name, port in (
+        ("WAITROOM_PORT", settings.waitroom_port),
+        ("BOOKING_PORT", settings.booking_port),
+    ):
+        _check_port_free(settings.host, name, port)
+
+
+def _check_port_free(host: str, name: str, port: int) -> None:
+    # Bound as uvicorn binds it (IPv6 only for an address with a colon), with
+    # SO_REUSEADDR as uvicorn sets it, so a port in TIME_WAIT after a restart is free.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except (socket.gaierror, UnicodeError):
+            raise SettingsError(
+                f"MACHIAI_HOST {host!r} is not an address or known host name"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SettingsError(
+                    f"{name} {port} is already in use on {host}; "
+                    f"stop what uses it or set {name} to a free port"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise SettingsError(
+                    f"MACHIAI_HOST {host!r} is not an address of this machine"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise SettingsError(
+                    f"{name} {port} needs privileges to bind; choose a port above 1023"
+                ) from None
+            raise
 
 
 def service_env(
@@ -84,7 +176,9 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with code {process.returncode} while starting")
+            raise ServiceStartError(
+                f"{url} exited with code {process.returncode} while starting (its output is above)"
+            )
         try:
             with urllib.request.urlopen(url + "/health/ready", timeout=1) as response:
                 if response.status == 200:
@@ -92,7 +186,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready within {timeout_s}s")
+    raise ServiceStartError(f"{url} did not become ready within {timeout_s}s")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -107,7 +201,11 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 def run_system(settings: RunnerSettings, *, out: TextIO = sys.stdout) -> int:
-    """Run everything until SIGINT/SIGTERM; returns the exit code."""
+    """Run everything until SIGINT/SIGTERM; returns the exit code.
+
+    Raises ``SettingsError`` before starting anything when a setting is bad.
+    """
+    check_settings(settings, os.environ)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -22,6 +22,7 @@ import asyncpg
 import redis
 
 from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning
+from machiai.embedded_root import collect_orphans
 from machiai.migrate import apply_migrations
 
 
@@ -63,12 +64,16 @@ class PostgresForTests:
 @contextmanager
 def session_tmpdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="machiai-test-"))
-    # The embedded Postgres runs as an unprivileged user when we are root.
+    # As root the embedded Postgres runs as the user `machiai`: a data dir it can reach
+    # stays here; under a private TMPDIR its data goes to /var/lib/machiai instead.
     path.chmod(0o755)
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        if os.geteuid() == 0:
+            # Data placed in /var/lib/machiai for a dir just removed goes with it now.
+            collect_orphans()
 
 
 @contextmanager
