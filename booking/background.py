@@ -25,9 +25,11 @@ MIN_GAP_S = 0.2
 async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
     if await ensure_inventory(ctx):
         log.warning("booking inventory rebuilt from Postgres (Redis epoch was missing)")
+    # Taken before counting: a report dated after an event's opening was counted after it
+    # (the waitroom trusts a "sold out" only from such a report).
+    now_ms = await ctx.redis.now_ms()
     async with pg.acquire(ctx.pool) as conn:
         remaining = await pg.event_remaining(conn)
-    now_ms = await ctx.redis.now_ms()
     latency = p95_ms(samples)
     for event_id, left in remaining.items():
         await ctx.redis.publish_event_status(event_id, left, latency, now_ms)

@@ -144,6 +144,17 @@ class Resident(FastHttpUser):
         state = body.get("state")
         if state == "waiting":
             j["last_waiting_at"] = now
+            if "first_estimate_s" not in j and body.get("estimated_wait_s") is not None:
+                # The first wait a resident is told (at join, or at opening for the pre-queue):
+                # the judge compares it with the real wait from this moment.
+                j["first_estimate_at"] = now
+                j["first_estimate_s"] = float(body["estimated_wait_s"])
+                j["first_estimate_low_s"] = body.get("estimated_wait_low_s")
+                j["first_estimate_high_s"] = body.get("estimated_wait_high_s")
+                j["first_ahead"] = body.get("ahead")
+        elif state == "sold_out":
+            # Standby while sold out is a stall no estimate can foresee: judged apart.
+            j["sold_out_seen"] = True
         elif state == "admitted" and "admitted_at" not in j:
             j["admitted_at"] = now
             # The grace left since the turn: lets the judge tell the server's admission time

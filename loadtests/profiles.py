@@ -65,10 +65,12 @@ PROFILES: dict[str, Profile] = {
             "a pre-queue opens 20 s in",
             residents=1200,
             spawn_per_s=40,
-            duration_s=150,
-            slots=200,
+            # Admission at 400/min drains the line in three minutes, so the later arrivals
+            # wait over two (the wait estimate is judged on waits of two minutes or more).
+            duration_s=240,
+            slots=300,
             capacity_per_slot=3,
-            admit_per_minute=600,
+            admit_per_minute=400,
             max_active=150,
             prequeue_s=20,
             operators=2,
@@ -113,17 +115,41 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="slow-booking",
-            description="Confirms are slowed for 30 s; admission should slow, then recover",
-            residents=400,
-            spawn_per_s=20,
-            duration_s=120,
-            slots=100,
+            description="Confirms are slowed for 30 s while residents still arrive; "
+            "admission slows (backpressure), then recovers",
+            # Arrivals go on through the slow spell, and the line is long enough that the
+            # later ones wait over two minutes: their estimates are told during the spell.
+            residents=480,
+            spawn_per_s=8,
+            duration_s=300,
+            slots=250,
             capacity_per_slot=2,
-            admit_per_minute=400,
+            admit_per_minute=120,
             max_active=80,
             fault=Fault.SLOW_BOOKING,
             fault_at_s=30,
             fault_for_s=30,
+        ),
+        Profile(
+            name="cap-bound",
+            description="Few active places and long booking sessions: admission is bound by "
+            "the active cap (places freeing), not by the rate",
+            # 30 places, each held ~40 s (three long thinks per booking; abandoned turns
+            # hold theirs for WAITROOM_HOLD_S): under one admission a second against a
+            # configured 600/min. Arrivals at 2/s for 100 s: the later ones wait over two
+            # minutes, with the line's pace measured by then.
+            residents=200,
+            spawn_per_s=2,
+            duration_s=360,
+            slots=150,
+            capacity_per_slot=2,
+            admit_per_minute=600,
+            max_active=30,
+            think_s=(10.0, 16.0),
+            # A session abandoned after a hold keeps its place until booking's session TTL
+            # (30 min): with 30 places a few of those would halve admission within the run,
+            # a leak this profile is not about (the others keep their 5 %).
+            abandon_after_hold=0.0,
         ),
     ]
 }

@@ -92,22 +92,48 @@ def chart_latency(history_csv: Path, out: Path) -> str | None:
 
 
 def chart_wait(journeys: Sequence[dict[str, Any]], out: Path) -> str | None:
+    """The first estimate each resident was told against the real wait from that moment,
+    with the ±20 % band of the bar (judged on real waits of two minutes or more)."""
     turns = judge.turn_times(journeys)
     points = [
-        (j["predicted_wait_s"], turns.get(i, j["admitted_at"]) - j["joined_at"])
+        (j["first_estimate_s"], turns.get(i, j["admitted_at"]) - j["first_estimate_at"])
         for i, j in enumerate(journeys)
-        if j.get("admitted_at") is not None and j.get("predicted_wait_s") is not None
+        if j.get("admitted_at") is not None and j.get("first_estimate_s") is not None
     ]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.scatter([p for p, _ in points], [a for _, a in points], s=6, alpha=0.5)
+    ax.scatter([a for _, a in points], [p for p, _ in points], s=6, alpha=0.5)
     top = max(max(p, a) for p, a in points) or 1.0
     ax.plot([0, top], [0, top], color="grey", linestyle="--")
-    ax.set_xlabel("estimated wait at join (s)")
-    ax.set_ylabel("actual wait until admitted (s)")
-    ax.set_title("Estimated vs actual wait")
+    bar = judge.ESTIMATE_BAR
+    for k in (1 - bar, 1 + bar):
+        ax.plot([0, top], [0, top * k], color="grey", linestyle=":", linewidth=0.8)
+    ax.axvline(judge.LONG_WAIT_S, color="red", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("real wait from the first estimate until admitted (s)")
+    ax.set_ylabel("first estimate told (s)")
+    ax.set_title("Estimated vs real wait (±20 % dotted)")
     return _save(fig, out / "wait.png")
+
+
+def estimate_line(error: dict[str, float]) -> str:
+    """The estimate's figure for the summary, with the bar it is judged against."""
+    bar = f"bar: p90 ≤ {judge.ESTIMATE_BAR:.0%} over waits ≥ {judge.LONG_WAIT_S:.0f} s"
+    count = int(error.get("count", 0))
+    left_out = int(error.get("left_out_sold_out", 0))
+    if count < judge.ESTIMATE_MIN_SAMPLE:
+        return (
+            f"wait estimate (first status): not judged, {count} resident(s) waited "
+            f"≥ {judge.LONG_WAIT_S:.0f} s (fewer than {judge.ESTIMATE_MIN_SAMPLE}); "
+            f"{left_out} left out after seeing sold out ({bar})"
+        )
+    return (
+        f"wait estimate (first status, real waits ≥ {judge.LONG_WAIT_S:.0f} s): relative error "
+        f"p50 {error['p50']:.1%}, **p90 {error['p90']:.1%}**, max {error['max']:.1%}, mean "
+        f"signed {error['mean_signed']:+.1%} (+ = told too long) over {count} residents; "
+        f"real wait inside the range shown: {error['in_range']:.0%}; {left_out} left out "
+        f"after seeing sold out ({bar})"
+    )
 
 
 def write_summary(
@@ -133,6 +159,7 @@ def write_summary(
         f"bookings confirmed: {verdict.confirmed} (seeded capacity {profile.capacity})",
         f"- admitted per minute: {verdict.admitted_per_minute} "
         f"(configured {profile.admit_per_minute}/min)",
+        f"- {estimate_line(verdict.estimate_error)}",
         "- estimated-wait error at join (admitted by the server − estimated, s): "
         f"{verdict.wait_error_s or 'n/a'}",
         "- turn noticed after (next poll − admission by the server, s): "

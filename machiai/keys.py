@@ -34,6 +34,9 @@ def booking_load(prefix: str, event_id: str) -> str:
 
 def event_inventory(prefix: str, event_id: str) -> str:
     """HASH: booking's count of bookable places left in this event ("remaining") and when it
-    was computed ("updated_ms", Redis TIME). Booking refreshes it at least every second and at
-    once when it hits 0 or comes back; the waitroom tells its line "sold out" / admits again."""
+    was computed ("updated_ms", Redis TIME taken just before the count). Before the event
+    opens, "remaining" counts the places that will be bookable at opening. Booking refreshes
+    it at least every second and at once when it hits 0 or comes back; the waitroom tells its
+    line "sold out" only from a count taken after opening ("updated_ms" >= opening), and
+    admits again when places come back."""
     return f"{event_tag(prefix, event_id)}:inventory"

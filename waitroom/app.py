@@ -16,6 +16,7 @@ from machiai.health import health_routes
 from machiai.tokens import Tokens
 from waitroom.services.client_limiter import ClientLimiter
 from waitroom.services.context import Waitroom
+from waitroom.services.directory import Directory
 from waitroom.services.join_batcher import JoinBatcher
 from waitroom.services.line import Clock, Line, redis_clock
 from waitroom.settings import WaitroomSettings
@@ -23,9 +24,11 @@ from waitroom.store import pg_store
 from waitroom.store.redis_store import EventConfig, RedisStore
 from waitroom.web import admin
 from waitroom.web.enter import enter
+from waitroom.web.home import home
 from waitroom.web.hot import HotPaths
 from waitroom.web.join import join
 from waitroom.web.page import page
+from waitroom.web.shuffle import shuffle
 from waitroom.web.status import status
 
 
@@ -68,6 +71,7 @@ def create_app(
             limiter=ClientLimiter(settings.join_per_minute, settings.join_burst),
             tokens=Tokens(settings.core.secret_keys),
             clock=clock,
+            directory=Directory(pool, clock),
         )
         if refresher:
             line.start()
@@ -84,6 +88,8 @@ def create_app(
         Route("/events/{event_id}/join", join, methods=["POST"]),
         Route("/events/{event_id}/wait", page, methods=["GET"]),
         Route("/events/{event_id}/enter", enter, methods=["GET", "POST"]),
+        Route("/events/{event_id}/shuffle", shuffle, methods=["GET"]),
+        Route("/", home, methods=["GET"]),
         *health_routes("waitroom"),
         *admin.routes(),
     ]

@@ -41,6 +41,8 @@ class WaitroomSettings:
     load_stale_s: int = 30
     recover_per_s: float = 0.05
     redis_timeout_s: float = 2.0
+    # The call centre residents may phone ("" = the pages say "your city's call centre").
+    phone: str = ""
 
     @property
     def retention_s(self) -> int:
@@ -79,4 +81,5 @@ class WaitroomSettings:
             load_stale_s=env.integer("WAITROOM_LOAD_STALE_S", 30, minimum=1, maximum=3600),
             recover_per_s=env.number("WAITROOM_RECOVER_PER_S", 0.05, minimum=0.001, maximum=10.0),
             redis_timeout_s=env.number("WAITROOM_REDIS_TIMEOUT_S", 2.0, minimum=0.05, maximum=60),
+            phone=env.text("MACHIAI_PHONE", "").strip(),
         )

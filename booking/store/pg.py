@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from booking import errors
-from booking.domain import SlotMeta, SlotState
+from booking.domain import Clinic, SlotMeta, SlotState
 from machiai.pg import Conn
 
 Row: TypeAlias = "asyncpg.Record | Mapping[str, Any]"
@@ -193,13 +193,64 @@ async def fetch_event_slots(conn: Conn, event_id: str) -> list[SlotMeta]:
     return [slot_meta(r) for r in rows]
 
 
+async def fetch_clinics(conn: Conn, clinic_ids: Sequence[str]) -> list[Clinic]:
+    rows = await conn.fetch(
+        "SELECT id::text, name_ja, name_en, area, address FROM clinics WHERE id = ANY($1::uuid[])",
+        list(clinic_ids),
+    )
+    return [Clinic(r["id"], r["name_ja"], r["name_en"], r["area"], r["address"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DoseBooking:
+    """One of a resident's active bookings, as the dose rules see it."""
+
+    booking_id: str
+    dose_number: int
+    starts_at: datetime
+    interval_days: int
+    max_doses: int
+
+
+async def active_doses(conn: Conn, municipality: str, voucher: str) -> list[DoseBooking]:
+    rows = await conn.fetch(
+        "SELECT b.id::text, b.dose_number, b.slot_starts_at, v.dose_interval_days, v.max_doses "
+        "FROM bookings b JOIN vaccines v ON v.code = b.vaccine_code "
+        "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
+        "AND b.status IN ('confirmed', 'attended') ORDER BY b.dose_number",
+        municipality,
+        voucher,
+    )
+    return [
+        DoseBooking(
+            r["id"], r["dose_number"], r["slot_starts_at"], r["dose_interval_days"], r["max_doses"]
+        )
+        for r in rows
+    ]
+
+
+async def open_events(conn: Conn) -> list[dict[str, Any]]:
+    """Events not yet over, with their names and times, soonest opening first."""
+    rows = await conn.fetch(
+        "SELECT id, municipality_code, name_ja, name_en, opens_at, closes_at, state::text "
+        "FROM events WHERE closes_at > now() AND state <> 'closed' ORDER BY opens_at, id LIMIT 50"
+    )
+    return [dict(r) for r in rows]
+
+
 async def event_remaining(conn: Conn) -> dict[str, int]:
-    """Places left (capacity − booked) of bookable slots, per event that is not over."""
+    """Places left (capacity − booked) of bookable slots, per event that is not over.
+
+    Invariant: an event that has not opened yet counts the places that will be bookable at
+    its opening (the bookable rule taken at ``opens_at``), never 0 for not being open yet —
+    the waitroom shows them to its pre-queue and must not read "sold out" at opening."""
     rows = await conn.fetch(
         f"""
         SELECT e.id, coalesce(sum(greatest(s.capacity - s.booked, 0))
-                              FILTER (WHERE {BOOKABLE_SQL}), 0) AS remaining
-        FROM events e LEFT JOIN slots s ON s.event_id = e.id
+                              FILTER (WHERE {BOOKABLE_SQL.replace("now()", "moment.t")}),
+                              0) AS remaining
+        FROM events e CROSS JOIN LATERAL (SELECT greatest(now(), e.opens_at) AS t) AS moment
+        LEFT JOIN slots s ON s.event_id = e.id
         WHERE e.closes_at > now() AND e.prequeue_at < now() + interval '1 day'
         GROUP BY e.id
         """
@@ -314,9 +365,19 @@ async def resident_bookings(conn: Conn, municipality: str, voucher: str) -> list
     return bookings_of(rows)
 
 
-async def booking_by_id(conn: Conn, booking_id: uuid.UUID) -> dict[str, Any] | None:
+async def booking_by_id(
+    conn: Conn,
+    booking_id: uuid.UUID,
+    municipality: str | None = None,
+    voucher: str | None = None,
+) -> dict[str, Any] | None:
+    """The booking; with ``municipality`` and ``voucher``, only if it is that resident's."""
     rows = await conn.fetch(
-        f"SELECT {BOOKING_JSON}::text AS booking FROM {BOOKING_FROM} WHERE b.id = $1", booking_id
+        f"SELECT {BOOKING_JSON}::text AS booking FROM {BOOKING_FROM} WHERE b.id = $1 "
+        "AND ($2::text IS NULL OR (b.municipality_code = $2 AND b.voucher_number = $3))",
+        booking_id,
+        municipality,
+        voucher,
     )
     found = bookings_of(rows)
     return found[0] if found else None

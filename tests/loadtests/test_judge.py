@@ -10,8 +10,10 @@ import pytest
 
 from loadtests.harness import CpuTimeline
 from loadtests.judge import (
+    ESTIMATE_MIN_SAMPLE,
     Verdict,
     count_lost,
+    estimate_error,
     judge_database,
     notice_lag,
     order_inversions,
@@ -135,3 +137,35 @@ def test_cpu_timeline_finds_the_busiest_stretch() -> None:
     peaks = timeline.peak_share(window_s=4.0)
     assert peaks["locust"] == pytest.approx((5.0 - 0.0) / 4)
     assert peaks["redis"] == pytest.approx(0.4 / 4)
+
+
+def _told(told_s: float, real_s: float, **extra: Any) -> dict[str, Any]:
+    """A resident told ``told_s`` at t=100 whom the server admitted ``real_s`` later (grace
+    600 s; noticed 1 s late)."""
+    return {
+        "joined_at": 99.0, "first_estimate_at": 100.0, "first_estimate_s": told_s,
+        "first_estimate_low_s": told_s * 0.9, "first_estimate_high_s": told_s * 1.1,
+        "admitted_at": 100.0 + real_s + 1, "enter_within_s": 599, **extra,
+    }  # fmt: skip
+
+
+def test_estimate_error_is_judged_on_long_waits_and_fails_the_run_above_the_bar() -> None:
+    grace = [{"admitted_at": 1.0, "enter_within_s": 600}]  # tells the judge the full grace
+    good = [_told(300 * (1 + (i % 5) / 100), 300) for i in range(30)]  # within 5 %
+    short = [_told(10, 60) for _ in range(30)]  # waits under two minutes: not judged
+    stalled = [_told(100, 400, sold_out_seen=True) for _ in range(5)]  # standby: left out
+    error = estimate_error(grace + good + short + stalled)
+    assert error["count"] == 30 and error["p90"] <= 0.05 and error["left_out_sold_out"] == 5
+    assert error["in_range"] == 1.0
+    verdict = Verdict(estimate_error=error)
+    assert verdict.violations["wait_estimate_p90_over_20pct"] == 0 and verdict.held
+
+    # A quarter told half their real wait: p90 error 50 %, the run fails.
+    bad = good[:22] + [_told(150, 300) for _ in range(8)]
+    verdict = Verdict(estimate_error=estimate_error(grace + bad))
+    assert verdict.estimate_error["p90"] == 0.5
+    assert verdict.violations["wait_estimate_p90_over_20pct"] == 1 and not verdict.held
+
+    # Too few long waits to speak of a 90th percentile: reported, not judged.
+    few = estimate_error(grace + bad[-(ESTIMATE_MIN_SAMPLE - 1) :])
+    assert Verdict(estimate_error=few).violations["wait_estimate_p90_over_20pct"] == 0

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+import redis.asyncio as aioredis
 import uvicorn
+from starlette.applications import Starlette
 
 from machiai.embedded import free_port
-from tests.waitroom.conftest import AppFactory, FakeClock, add_event, line_of
+from tests.waitroom.conftest import T0_MS, AppFactory, FakeClock, add_event, line_of
+from waitroom.settings import WaitroomSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
@@ -87,3 +94,145 @@ async def test_waiting_page_in_chromium_with_and_without_javascript(
     finally:
         server.should_exit = True
         await task
+
+
+SHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots" / "waitroom"
+PHONE_SIZE: Any = {"width": 412, "height": 915}
+DESK_SIZE: Any = {"width": 1280, "height": 900}
+JSON = {"accept": "application/json", "cookie": "x=1"}
+
+
+def axe_source() -> str:
+    import axe_playwright_python
+
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text("utf-8")
+
+
+async def look(page: Any, name: str) -> None:
+    """axe-core on the page as shown (0 serious or critical), screenshots at 412 and 1280 px."""
+    await page.add_script_tag(content=axe_source())
+    found = await page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
+    )
+    assert [v for v in found if v["impact"] in ("serious", "critical")] == [], (name, found)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for label, size in (("412", PHONE_SIZE), ("1280", DESK_SIZE)):
+        await page.set_viewport_size(size)
+        await page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+    await page.set_viewport_size(PHONE_SIZE)
+
+
+@asynccontextmanager
+async def serve(app: Starlette) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_script_says_what_to_do_when_the_ticket_is_refused(
+    db: asyncpg.Pool,
+    make_app: AppFactory,
+    redis: aioredis.Redis,
+    settings: WaitroomSettings,
+) -> None:
+    """A Redis loss makes the ticket unknown (409): the page says to join again, as it does
+    without JavaScript, instead of showing the old place for ever."""
+    from playwright.async_api import async_playwright
+
+    event_id = await add_event(db, rate=6)
+    app = make_app(poll_min_s=1, refresher=True)
+    async with serve(app) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            async with httpx.AsyncClient(base_url=base) as api:
+                await api.post(f"/events/{event_id}/join", headers=JSON)  # goes straight in
+            page = await (await browser.new_context(locale="ja-JP")).new_page()
+            await page.goto(f"{base}/events/{event_id}/wait")
+            await page.click("button")
+            await page.wait_for_url("**/wait?t=*")
+            assert "次があなたの番です" in await page.locator("#live").inner_text()
+            # Redis loses the line: the event reloads from Postgres with its counters at 0.
+            prefix = settings.core.redis_prefix
+            doomed = [k async for k in redis.scan_iter(f"{prefix}*{event_id}*")]
+            assert doomed
+            await redis.delete(*doomed)
+            await page.wait_for_function(
+                "document.body.innerText.includes('整理券が確認できませんでした')", timeout=20_000
+            )
+            assert await page.locator("form button").inner_text() == "列に並ぶ"
+            await page.click("form button")  # and joining again works
+            await page.wait_for_url("**/wait?t=*")
+        finally:
+            await browser.close()
+
+
+async def test_big_line_keeps_the_number_with_its_counter_word_at_412_px(
+    db: asyncpg.Pool, make_app: AppFactory, clock: FakeClock
+) -> None:
+    from playwright.async_api import async_playwright
+
+    event_id = await add_event(db, rate=1, cap=1000)
+    app = make_app(phone="0120-000-333")
+    async with serve(app) as base, async_playwright() as pw:
+        async with httpx.AsyncClient(base_url=base) as api:
+            first = [
+                (await api.post(f"/events/{event_id}/join", headers=JSON)).json() for _ in range(4)
+            ]
+            near = next(a for a in first if a["ahead"] == 2)  # the issue's 「あなたの前に 2 ／ 人」
+            for _ in range(12):  # 1,200 more: a four-digit number ahead
+                await asyncio.gather(
+                    *(api.post(f"/events/{event_id}/join", headers=JSON) for _ in range(100))
+                )
+            last = (await api.post(f"/events/{event_id}/join", headers=JSON)).json()
+        assert last["ahead"] >= 1000
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(locale="ja-JP", viewport=PHONE_SIZE)
+            page = await context.new_page()
+            for ticket, ahead in ((near["ticket"], 2), (last["ticket"], last["ahead"])):
+                await page.goto(f"{base}/events/{event_id}/wait?t={ticket}")
+                big = page.locator("#live p.big")
+                number = f"{ahead:,}"
+                assert await big.inner_text() == f"あなたの前に {number}\u00a0人"
+                style = await big.evaluate(
+                    "e => [getComputedStyle(e).wordBreak, getComputedStyle(e).lineBreak]"
+                )
+                assert style == ["keep-all", "strict"]
+                # The number's last digit and 人 are on one line box; nothing overflows.
+                tops = await big.evaluate(
+                    """e => { const t = e.firstChild, s = t.data, r = document.createRange();
+                    const top = i => { r.setStart(t, i); r.setEnd(t, i + 1);
+                                       return r.getClientRects()[0].top; };
+                    return [top(s.indexOf('人') - 2), top(s.indexOf('人')),
+                            e.scrollWidth <= e.clientWidth]; }"""
+                )
+                assert tops[0] == tops[1] and tops[2], (ahead, tops)
+            await look(page, "wait-far-back")
+            await page.goto(f"{base}/?lang=ja")
+            await look(page, "home")
+            await page.goto(f"{base}/events/{event_id}/wait?t={near['ticket']}&lang=en")
+            await look(page, "wait-en")
+            # The public draw page, with a resident's number checked.
+            drawn = await add_event(
+                db, state="prequeue", prequeue_at_ms=T0_MS, opens_at_ms=T0_MS + 60_000
+            )
+            async with httpx.AsyncClient(base_url=base) as api:
+                for _ in range(5):
+                    await api.post(f"/events/{drawn}/join", headers=JSON)
+            clock.now = T0_MS + 61_000
+            await line_of(app).refresh(drawn)
+            await page.goto(f"{base}/events/{drawn}/shuffle?p=2")
+            assert await page.locator("#answer").get_attribute("data-index") is not None
+            await look(page, "shuffle")
+        finally:
+            await browser.close()

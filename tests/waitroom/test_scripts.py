@@ -332,3 +332,24 @@ async def test_scripts_work_again_after_redis_forgets_them(
     await redis.script_flush()
     assert (await admit(store, event_id, T0_MS)).admitted == 1
     assert await redis.script_exists(SCRIPTS["admit_next"].sha) == [True]
+
+
+async def test_admit_next_counts_turns_that_took_no_pass_as_dormant(
+    store: RedisStore, event_id: str
+) -> None:
+    await store.load_event(config(event_id, rate=600, cap=100, state="open", opens_at_ms=T0_MS))
+    await store.join_line(event_id, 10, "00", T0_MS)
+    first = await admit(store, event_id, T0_MS)
+    assert first.admitted == 10 and (first.matured, first.dormant) == (0, 0)
+    for index in range(3):  # three residents take their pass within seconds
+        await store.issue_pass(
+            event_id, ticket_id=f"t{index}", line_index=index, pass_id=f"p{index}",
+            issued_s=T0_MS // 1000 + 5, pass_ttl_ms=300_000, grace_ms=GRACE_MS,
+            hold_ms=HOLD_MS, now_ms=T0_MS + 5000,
+        )  # fmt: skip
+    young = await admit(store, event_id, T0_MS + 10_000)  # 10 s: too soon to tell
+    assert (young.matured, young.dormant) == (0, 0)
+    later = await admit(store, event_id, T0_MS + 25_000)  # 25 s: seven took no pass
+    assert (later.matured, later.dormant) == (10, 7) and later.fresh == 7
+    gone = await admit(store, event_id, T0_MS + HOLD_MS + 2000)  # their hold is over
+    assert (gone.matured, gone.dormant, gone.fresh) == (0, 0, 0)

@@ -14,8 +14,15 @@
              + passes issued, neither redeemed nor expired   (KEYS[8] minus KEYS[4])
 
   so an abandoned turn frees its place after hold_ms and never stalls the line.
-  Nothing is admitted while paused, closed, before opening, or when booking's
-  inventory (KEYS[5] "remaining") is 0. Admission batches are recorded as
+  Of the turns admitted between hold_ms and dormant_after_ms ago ("matured"), those
+  that took no pass are "dormant": most likely abandoned, holding their place until
+  hold_ms. Both counts are returned for the wait forecast (nothing depends on them).
+  Nothing is admitted while paused, closed, before opening, or when the event is
+  sold out: booking's inventory (KEYS[5]) says "remaining" 0 in a report counted
+  after opening ("updated_ms" >= opened_ms; booking takes that time before it
+  counts). A report from before opening (it counts the places that will open)
+  never makes the event sold out; if it said 0, "remaining" is returned empty
+  (unknown) until a report after opening comes. Admission batches are recorded as
   (second -> counter after it), one entry per second, kept for retention_s.
 
   KEYS[1] event hash          KEYS[2] batches zset (score second, member counter)
@@ -28,6 +35,7 @@
   ARGV[3] hold_ms          ARGV[4] retention_s        ARGV[5] return batches from this second on
   ARGV[6] target p95 ms    ARGV[7] factor recovery per second (e.g. 0.05)
   ARGV[8] load report stale after ms
+  ARGV[9] dormant_after_ms: a turn without a pass this long after admission counts as dormant
 
   Returns  {0, {field, value, ...}, {second, counter, ...}}
           -1 NOT_LOADED
@@ -49,6 +57,7 @@ local since_s = tonumber(ARGV[5])
 local target_p95 = tonumber(ARGV[6])
 local recover = tonumber(ARGV[7])
 local stale_ms = tonumber(ARGV[8])
+local dormant_after_ms = tonumber(ARGV[9])
 
 local h = redis.call('HMGET', event_key, 'loaded', 'state', 'rate', 'cap', 'prequeue_at_ms',
   'opens_at_ms', 'closes_at_ms', 'admitted', 'arrivals', 'prequeue', 'n_pre', 'seed', 'tokens',
@@ -104,6 +113,17 @@ local counter_at_boundary = floor
 if before[1] then counter_at_boundary = tonumber(before[1]) end
 redis.call('ZREMRANGEBYSCORE', issued_key, '-inf', now_ms - hold_ms)
 local fresh = math.max(0, (admitted - counter_at_boundary) - redis.call('ZCARD', issued_key))
+local matured, dormant = 0, 0
+if dormant_after_ms < hold_ms then
+  local mature_s = math.floor((now_ms - dormant_after_ms) / 1000)
+  local at = redis.call('ZREVRANGEBYSCORE', batches_key, mature_s, '-inf', 'LIMIT', 0, 1)
+  local counter_at_mature = floor
+  if at[1] then counter_at_mature = tonumber(at[1]) end
+  matured = math.max(0, counter_at_mature - counter_at_boundary)
+  -- issued is scored by each turn's admission ms (and holds only the last hold_ms).
+  local taken = redis.call('ZCOUNT', issued_key, '-inf', now_ms - dormant_after_ms)
+  dormant = math.max(0, math.min(fresh, matured - taken))
+end
 redis.call('ZREMRANGEBYSCORE', passes_key, '-inf', now_ms)
 local outstanding = 0
 for _, member in ipairs(redis.call('ZRANGE', passes_key, 0, -1)) do
@@ -119,8 +139,17 @@ end
 redis.call('ZREMRANGEBYSCORE', entered_key, '-inf', now_ms - retention_s * 1000)
 local active = sessions + fresh + outstanding
 
-local remaining = tonumber(redis.call('HGET', inventory_key, 'remaining') or '')
-local sold_out = remaining ~= nil and remaining <= 0
+local inventory = redis.call('HMGET', inventory_key, 'remaining', 'updated_ms')
+local remaining = tonumber(inventory[1] or '')
+local counted_ms = tonumber(inventory[2] or '')
+local sold_out = false
+if remaining ~= nil and remaining <= 0 then
+  if opened_ms ~= false and counted_ms ~= nil and counted_ms >= tonumber(opened_ms) then
+    sold_out = true
+  elseif n_pre ~= false then
+    remaining = nil  -- counted before opening: not known yet, and not sold out
+  end
+end
 
 local admit = 0
 if state == 'open' and n_pre ~= false and not sold_out then
@@ -151,6 +180,7 @@ local fields = {
   'prequeue_at_ms', prequeue_at, 'opens_at_ms', opens_at, 'closes_at_ms', closes_at,
   'remaining', remaining == nil and '' or tostring(remaining), 'active', active,
   'sessions', sessions, 'fresh', fresh, 'outstanding', outstanding,
+  'sold_out', sold_out and 1 or 0, 'dormant', dormant, 'matured', matured,
   'factor', tostring(factor), 'floor', floor, 'now_ms', now_ms, 'admitted_now', admit,
 }
 local batches = redis.call('ZRANGEBYSCORE', batches_key, since_s, '+inf', 'WITHSCORES')

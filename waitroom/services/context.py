@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from machiai.tokens import Tokens
 from waitroom.services.client_limiter import ClientLimiter
+from waitroom.services.directory import Directory
 from waitroom.services.join_batcher import JoinBatcher
 from waitroom.services.line import Clock, Line
 from waitroom.settings import WaitroomSettings
@@ -26,3 +27,4 @@ class Waitroom:
     limiter: ClientLimiter
     tokens: Tokens
     clock: Clock
+    directory: Directory

@@ -4,12 +4,15 @@ Position is arithmetic: line index - admitted counter. A pre-queue ticket's
 index is its shuffled place (prequeue_shuffle.permute), a later arrival's is
 n_pre + arrival number.
 
+The wait comes from the snapshot's forecast (``waitroom.services.pace``: the rate ×
+backpressure factor, the active cap and how long residents stay in booking), as an
+expected figure and a low–high range; the range is shown when it is wide.
+
 Poll interval (the "next poll in N s" of every status):
 
-    interval(ahead) = clamp(ahead / (split * r), min_s, max_s)     (± 10 % jitter)
+    interval(ahead) = clamp(wait(ahead) / split, min_s, max_s)     (± 10 % jitter)
 
-with r = admissions per second (achieved over the last minute; the configured
-rate * backpressure factor when nothing was admitted lately). A resident
+which is ahead / (split * r) at a steady r admissions per second. A resident
 polls ~split times per halving of their wait, so the whole line sends about
 
     polls/s ≈ split*r * (1 + ln(min(N, split*r*max_s) / (split*r*min_s)))
@@ -53,6 +56,11 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TicketStatus:
+    """What one resident is told.
+
+    Invariant: a wait is told only while waiting, always with its range
+    (low <= estimated <= high)."""
+
     phase: Phase
     event_state: str
     line_index: int | None
@@ -64,6 +72,12 @@ class TicketStatus:
     poll_after_s: int
     opens_in_s: int | None
     enter_within_s: int | None
+    wait_low_s: int | None = None
+    wait_high_s: int | None = None
+    # A pre-queue ticket's own number, told once the shuffle placed it (auditable).
+    prequeue_no: int | None = None
+    # More people ahead than places left: the page says what that means.
+    more_ahead_than_slots: bool = False
 
 
 def line_index(ticket: Ticket, snap: Snapshot) -> int | None:
@@ -84,16 +98,15 @@ def line_index(ticket: Ticket, snap: Snapshot) -> int | None:
     return live.n_pre + ticket.arrival_no
 
 
-def rate_per_s(snap: Snapshot) -> float:
-    """Admissions per second for estimates: achieved, else what the configuration allows."""
-    if snap.achieved_per_min > 0:
-        return snap.achieved_per_min / 60.0
-    return max(snap.live.rate * snap.live.factor, 1.0) / 60.0
-
-
 def poll_interval_s(ahead: int, rate_s: float, settings: WaitroomSettings) -> float:
-    """Seconds until the next poll: grows with the distance from the front (see module doc)."""
-    raw = ahead / (settings.poll_split * rate_s)
+    """Seconds until the next poll at a steady ``rate_s``: grows with the distance from the
+    front (see module doc)."""
+    return poll_after_wait_s(ahead / rate_s, settings)
+
+
+def poll_after_wait_s(wait_s: float, settings: WaitroomSettings) -> float:
+    """Seconds until the next poll for a resident ``wait_s`` from their turn."""
+    raw = wait_s / settings.poll_split
     return float(min(settings.poll_max_s, max(settings.poll_min_s, raw)))
 
 
@@ -116,11 +129,18 @@ def ticket_status(
     ticket: Ticket, snap: Snapshot, settings: WaitroomSettings, clock: Clock
 ) -> TicketStatus:
     """Everything a waiting resident is told, from the snapshot alone."""
-    return status_at(line_index(ticket, snap), snap.live.admitted, snap, settings, clock)
+    index = line_index(ticket, snap)
+    prequeue_no = ticket.arrival_no if ticket.prequeue and index is not None else None
+    return status_at(index, snap.live.admitted, snap, settings, clock, prequeue_no)
 
 
 def status_at(
-    index: int | None, admitted: int, snap: Snapshot, settings: WaitroomSettings, clock: Clock
+    index: int | None,
+    admitted: int,
+    snap: Snapshot,
+    settings: WaitroomSettings,
+    clock: Clock,
+    prequeue_no: int | None = None,
 ) -> TicketStatus:
     """The status of line index ``index`` (None: pre-queue before the shuffle) when ``admitted``
     places are admitted (a fresh join may know a newer counter than the snapshot)."""
@@ -129,6 +149,9 @@ def status_at(
     event_state = "sold_out" if snap.sold_out and live.state == "open" else live.state
     ahead: int | None = None
     wait_s: int | None = None
+    low: int | None = None
+    high: int | None = None
+    short = False
     opens_in_s: int | None = None
     enter_within_s: int | None = None
     if index is None:
@@ -148,8 +171,15 @@ def status_at(
             phase, poll, ahead, enter_within_s = Phase.ADMITTED, settings.poll_min_s, 0, left_s
     else:
         ahead = index - admitted
-        rate_s = rate_per_s(snap)
-        poll = poll_interval_s(ahead, rate_s, settings)
+        fc = snap.forecast
+        if fc.exact:  # the common case, inlined: a status poll is the hottest request
+            expected_s = low_s = high_s = (ahead + 0.5) / fc.per_s
+        else:
+            expected_s, low_s, high_s = fc.waits_s(ahead)
+        poll = poll_after_wait_s(expected_s, settings)
+        remaining = live.remaining
+        # Sold out says so itself; this is for the line still moving towards too few places.
+        short = remaining is not None and 0 < remaining <= ahead and live.state != "closed"
         if live.state == "closed":
             phase, poll = Phase.CLOSED, settings.poll_max_s
         elif snap.sold_out:
@@ -157,7 +187,8 @@ def status_at(
         elif live.state == "paused":
             phase, poll = Phase.PAUSED, max(poll, 10.0)
         else:
-            phase, wait_s = Phase.WAITING, math.ceil(ahead / rate_s)
+            phase, wait_s = Phase.WAITING, math.ceil(expected_s)
+            low, high = (wait_s, wait_s) if fc.exact else (math.ceil(low_s), math.ceil(high_s))
     return TicketStatus(
         phase=phase,
         event_state=event_state,
@@ -165,9 +196,13 @@ def status_at(
         position=None if ahead is None else ahead + 1,
         ahead=ahead,
         estimated_wait_s=wait_s,
-        admission_rate_per_min=round(snap.achieved_per_min, 1),
+        admission_rate_per_min=round(snap.forecast.pace_per_min, 1),
         slots_left=live.remaining,
         poll_after_s=max(1, round(poll * random.uniform(1 - JITTER, 1 + JITTER))),
         opens_in_s=opens_in_s,
         enter_within_s=enter_within_s,
+        wait_low_s=low,
+        wait_high_s=high,
+        prequeue_no=prequeue_no,
+        more_ahead_than_slots=short,
     )

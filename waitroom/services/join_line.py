@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from machiai.tokens import Ticket, new_id
-from waitroom.errors import EventClosed, TicketRefused, TooManyRequests
+from waitroom.errors import EventClosed, TicketRefused, TicketUnknown, TooManyRequests
 from waitroom.services.context import Waitroom
 from waitroom.services.estimate_wait import TicketStatus, status_at
 from waitroom.services.tickets import load_ticket, status_of
@@ -26,13 +26,16 @@ async def join_line(
             ticket = None  # a spoilt old ticket does not stop a fresh join
     if ticket is None:
         # Counted before anything is looked up: floods (also of made-up events) stop here.
-        wait_s = wr.limiter.check(client)
-        if wait_s:
-            raise TooManyRequests(wait_s)
+        _count_join(wr, client)
     snap = await wr.line.fresh_snapshot(event_id)
     if ticket is not None:
         assert token is not None
-        return token, await status_of(wr, ticket, snap), False
+        try:
+            return token, await status_of(wr, ticket, snap), False
+        except TicketUnknown:
+            # The line lost this place (Redis lost its counters): the resident is told to
+            # join again, and joining again must give a new place, not the same refusal.
+            _count_join(wr, client)
     if snap.live.state == "closed":
         raise EventClosed()
     number = await wr.batcher.take_number(event_id)
@@ -47,3 +50,10 @@ async def join_line(
     # The join's own reply knows its counters: no need to wait for the next refresh.
     admitted = max(number.admitted, snap.live.admitted)
     return token, status_at(index, admitted, snap, wr.settings, wr.clock), True
+
+
+def _count_join(wr: Waitroom, client: str) -> None:
+    """A new place costs the client one join of its allowance (429 beyond it)."""
+    wait_s = wr.limiter.check(client)
+    if wait_s:
+        raise TooManyRequests(wait_s)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from waitroom.errors import EventNotFound, ScriptError, StoreUnavailable
+from waitroom.services.pace import FlowHistory, Forecast, forecast, limits_of
 from waitroom.settings import WaitroomSettings
 from waitroom.store.redis_store import EventConfig, LiveState, RedisStore, ScriptRefused
 
@@ -41,10 +42,17 @@ COLD_LOADS_BURST = 50.0
 # and tries again at most this often, then answers busy: a Redis that keeps losing the event
 # must not keep a request (or the refresher) looping.
 MAX_RELOADS = 2
+DORMANT_AFTER_S = 20
 
 
 def redis_clock() -> int | None:
     return None
+
+
+def dormant_after_s(settings: WaitroomSettings) -> int:
+    """A turn with no pass this long after admission is taken as abandoned (for the wait
+    forecast only): a resident who is there notices within a poll or two at the front."""
+    return min(DORMANT_AFTER_S, max(1, settings.hold_s // 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,11 @@ class Snapshot:
     # (second, admitted counter after it), ascending, covering the retention window.
     batches: tuple[tuple[int, int], ...]
     fetched_mono: float
-    achieved_per_min: float
+    # Residents admitted in the last RATE_WINDOW_S (a fact for the stats, not a forecast).
+    admitted_last_min: int
+    # How fast the line will move from here (waitroom.services.pace): every wait told comes
+    # from it, computed once per refresh.
+    forecast: Forecast
 
     def age_s(self) -> float:
         return time.monotonic() - self.fetched_mono
@@ -81,20 +93,20 @@ class Snapshot:
 
     @property
     def sold_out(self) -> bool:
-        return self.live.remaining is not None and self.live.remaining <= 0
+        return self.live.sold_out
 
 
-def _achieved_per_min(live: LiveState, batches: tuple[tuple[int, int], ...]) -> float:
-    """Residents admitted per minute over the last minute (since opening if sooner)."""
+def _admitted_last_min(live: LiveState, batches: tuple[tuple[int, int], ...]) -> int:
+    """Residents admitted in the last RATE_WINDOW_S seconds: a count over a whole minute,
+    never a rate extrapolated from its first second."""
     if live.opened_ms is None:
-        return 0.0
+        return 0
     now_s = live.now_ms // 1000
-    window_s = min(RATE_WINDOW_S, max(1, now_s - live.opened_ms // 1000))
     seconds = [s for s, _ in batches]
-    pos = bisect.bisect_right(seconds, now_s - window_s)
+    pos = bisect.bisect_right(seconds, now_s - RATE_WINDOW_S)
     # Before the oldest batch kept, the counter was at most the floor (the last one pruned).
     counter_then = batches[pos - 1][1] if pos > 0 else live.floor
-    return max(0, live.admitted - counter_then) * 60.0 / window_s
+    return max(0, live.admitted - counter_then)
 
 
 @dataclass
@@ -104,6 +116,8 @@ class _EventEntry:
     since_s: int = 0
     last_used: float = field(default_factory=time.monotonic)
     kick: asyncio.Future[Snapshot] | None = None
+    # Admitted and active over the last minutes (this process's refreshes): what D rests on.
+    history: FlowHistory = field(default_factory=FlowHistory)
     # The state last written back to Postgres (clock-driven changes: opened, closed).
     recorded_state: str = ""
 
@@ -131,6 +145,8 @@ class Line:
         self._task: asyncio.Task[None] | None = None
         self._kicks: set[asyncio.Future[None]] = set()
         self._failing: set[str] = set()
+        # Flow histories of events forgotten until their next load (at most one per event).
+        self._histories: dict[str, FlowHistory] = {}
         # Postgres lookups of events this process does not know: a bucket against floods of
         # made-up event ids (a real new event is looked up once per process).
         self._cold_tokens = COLD_LOADS_BURST
@@ -174,7 +190,10 @@ class Line:
                 self._unknown[event_id] = time.monotonic() + UNKNOWN_EVENT_CACHE_S
                 raise EventNotFound()
             await self.store.load_event(config)
-            entry = self._events.setdefault(event_id, _EventEntry(config))
+            # A reloaded configuration keeps the measured flows (an admin's change of rate
+            # does not change how long residents stay in booking).
+            history = self._histories.pop(event_id, None) or self._new_history()
+            entry = self._events.setdefault(event_id, _EventEntry(config, history=history))
             future.set_result(entry)
             return entry
         except BaseException as exc:
@@ -183,6 +202,9 @@ class Line:
             raise
         finally:
             del self._loading[event_id]
+
+    def _new_history(self) -> FlowHistory:
+        return FlowHistory(dormant_after_s(self.settings))
 
     def _take_cold_load(self) -> None:
         now = time.monotonic()
@@ -196,7 +218,9 @@ class Line:
 
     def forget(self, event_id: str) -> None:
         """Drop the cached configuration (an admin changed it); the next use reloads."""
-        self._events.pop(event_id, None)
+        entry = self._events.pop(event_id, None)
+        if entry is not None:
+            self._histories[event_id] = entry.history
         self._unknown.pop(event_id, None)
 
     async def fresh_snapshot(self, event_id: str) -> Snapshot:
@@ -236,6 +260,7 @@ class Line:
             target_p95_ms=s.target_p95_ms,
             recover_per_s=s.recover_per_s,
             load_stale_ms=s.load_stale_s * 1000,
+            dormant_after_ms=dormant_after_s(s) * 1000,
             now_ms=self.clock(),
         )
 
@@ -248,6 +273,21 @@ class Line:
         merged.extend(live.batches)
         batches = tuple(merged)
         entry.since_s = batches[-1][0] if batches else 0
+        now_s = live.now_ms / 1000
+        if live.opened_ms is not None:
+            entry.history.add(
+                now_s, live.admitted, live.active, live.factor, live.dormant, live.matured
+            )
+        limits = limits_of(
+            entry.history,
+            now_s=now_s,
+            rate_per_min=live.rate,
+            factor=live.factor,
+            recover_per_s=s.recover_per_s,
+            cap=live.cap,
+            active=live.active,
+            hold_s=s.hold_s,
+        )
         cfg = entry.config
         snapshot = Snapshot(
             event_id=cfg.event_id,
@@ -257,7 +297,8 @@ class Line:
             live=live,
             batches=batches,
             fetched_mono=time.monotonic(),
-            achieved_per_min=_achieved_per_min(live, batches),
+            admitted_last_min=_admitted_last_min(live, batches),
+            forecast=forecast(limits),
         )
         entry.snapshot = snapshot
         self._record(entry, live.state)

@@ -223,7 +223,9 @@ async def event_stats(pool: asyncpg.Pool, line: Line, actor: Actor, event_id: st
             "admit_per_minute": live.rate,
             "max_active": live.cap,
             "backpressure_factor": round(live.factor, 3),
-            "achieved_per_minute": round(snap.achieved_per_min, 1),
+            # Admitted over the last whole minute; the pace the waits are told from beside it.
+            "achieved_per_minute": snap.admitted_last_min,
+            "forecast_per_minute": round(snap.forecast.pace_per_min, 1),
             "slots_left": live.remaining,
             "redis_time_ms": live.now_ms,
         },

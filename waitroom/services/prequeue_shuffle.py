@@ -24,6 +24,12 @@ from __future__ import annotations
 import hashlib
 
 ROUNDS = 6
+# What the public page and the seed endpoint say the method is (the docstring gives every byte).
+ALGORITHM = (
+    "waitroom.services.prequeue_shuffle.permute(p, prequeue_count, seed): 6-round balanced "
+    "Feistel network, round function keyed BLAKE2b-64, cycle walking; pre-queue ticket p "
+    "stands at line index permute(p), later arrival a at prequeue_count + a."
+)
 
 
 def _half_bits(n: int) -> int:

@@ -119,3 +119,20 @@ async def record_clock_state(pool: asyncpg.Pool, event_id: str, old: str, new: s
                 json.dumps({"state": old}),
                 json.dumps({"state": new}),
             )
+
+
+async def joinable_events(
+    pool: asyncpg.Pool, now: datetime, limit: int = 20
+) -> list[asyncpg.Record]:
+    """Events a resident may queue for at ``now`` (pre-queue begun, not closed), soonest
+    opening first: what the home page lists."""
+    try:
+        rows: list[asyncpg.Record] = await pool.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE state::text <> 'closed' "
+            "AND prequeue_at <= $1 AND closes_at > $1 ORDER BY opens_at, id LIMIT $2",
+            now,
+            limit,
+        )
+    except PG_ERRORS as exc:
+        raise StoreUnavailable() from exc
+    return rows

@@ -78,11 +78,18 @@ class LiveState:
     prequeue_at_ms: int
     opens_at_ms: int
     closes_at_ms: int
+    # Places left in booking: before opening, the places that will open; None when unknown.
     remaining: int | None
+    # Booking reported 0 places in a count taken after opening (the only "sold out").
+    sold_out: bool
     active: int
     sessions: int
     fresh: int
     outstanding: int
+    # Turns admitted between hold_ms and dormant_after_ms ago, and those of them that took
+    # no pass (most likely abandoned: they hold their place for hold_ms).
+    dormant: int
+    matured: int
     factor: float
     floor: int
     now_ms: int
@@ -188,6 +195,7 @@ class RedisStore:
         target_p95_ms: int,
         recover_per_s: float,
         load_stale_ms: int,
+        dormant_after_ms: int = 20_000,
         now_ms: int | None = None,
     ) -> LiveState:
         """Advance admission as far as rate, cap, line and inventory allow; return the state."""
@@ -214,6 +222,7 @@ class RedisStore:
                 target_p95_ms,
                 repr(recover_per_s),
                 load_stale_ms,
+                dormant_after_ms,
             ],  # fmt: skip
         )
         raw = reply[1]
@@ -237,10 +246,13 @@ class RedisStore:
             opens_at_ms=int(f["opens_at_ms"]),
             closes_at_ms=int(f["closes_at_ms"]),
             remaining=_opt_int(f["remaining"]),
+            sold_out=_text(f["sold_out"]) == "1",
             active=int(f["active"]),
             sessions=int(f["sessions"]),
             fresh=int(f["fresh"]),
             outstanding=int(f["outstanding"]),
+            dormant=int(f["dormant"]),
+            matured=int(f["matured"]),
             factor=float(_text(f["factor"])),
             floor=int(f["floor"]),
             now_ms=int(f["now_ms"]),

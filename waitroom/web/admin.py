@@ -20,6 +20,7 @@ from machiai.tokens import TokenError
 from waitroom.errors import Forbidden, InvalidInput, NotAdmittedYet, Unauthorized
 from waitroom.services import manage_event
 from waitroom.services.manage_event import Actor
+from waitroom.services.prequeue_shuffle import ALGORITHM
 from waitroom.web.common import event_id_of, waitroom
 from waitroom.web.join import bounded_body
 
@@ -104,10 +105,7 @@ async def prequeue_seed(request: Request) -> Response:
             "prequeue_count": live.n_pre,
             "seed": live.seed,
             "opened_at_ms": live.opened_ms,
-            "algorithm": "waitroom.services.prequeue_shuffle.permute(p, prequeue_count, seed): "
-            "6-round balanced Feistel network, round function keyed BLAKE2b-64, cycle walking; "
-            "pre-queue ticket p stands at line index permute(p), later arrival a at "
-            "prequeue_count + a.",
+            "algorithm": ALGORITHM,
         }
     )
 

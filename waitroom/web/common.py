@@ -109,6 +109,14 @@ def status_json(event_id: str, st: TicketStatus, **extra: str) -> bytes:
         f',"admission_rate_per_min":{_num(st.admission_rate_per_min)}',
         f',"slots_left":{_num(st.slots_left)},"poll_after_s":{st.poll_after_s}',
     ]
+    if st.estimated_wait_s is not None:
+        parts.append(
+            f',"estimated_wait_low_s":{st.wait_low_s},"estimated_wait_high_s":{st.wait_high_s}'
+        )
+    if st.more_ahead_than_slots:
+        parts.append(',"more_ahead_than_slots":true')
+    if st.prequeue_no is not None:
+        parts.append(f',"prequeue_no":{st.prequeue_no},"line_index":{st.line_index}')
     if st.opens_in_s is not None:
         parts.append(f',"opens_in_s":{st.opens_in_s}')
     if st.enter_within_s is not None:

@@ -1,75 +1,105 @@
-"""Words of the waiting page, Japanese first; plain and short for elderly residents."""
+"""Words of the waitroom's pages, from the shared catalog (``machiai/locale``): Japanese first,
+plain and short for elderly residents.
+
+The waiting page's script gets the few texts it fills in itself (``script_texts``), with
+``{n}``-style slots where the catalog's ``%(n)s`` values go; Python and the script format a
+wait the same way (``wait_text``).
+"""
 
 from __future__ import annotations
 
-TEXTS: dict[str, dict[str, str]] = {
-    "ja": {
-        "title": "順番待ち",
-        "ahead": "あなたの前に {n} 人",
-        "next": "次があなたの番です。",
-        "wait": "待ち時間の目安：約 {w}",
-        "min": "{n} 分",
-        "hour": "{h} 時間 {m} 分",
-        "slots": "残りの予約枠：{n}",
-        "paused": "受付を一時停止しています。順番はそのまま残ります。",
-        "sold_out": "予約枠がなくなりました。キャンセルなどで枠が出たら、この順番で再開します。",
-        "prequeue": "受付開始前です。開始時刻に、今並んでいる方の順番をくじで決めます。",
-        "opens_in": "受付開始まで あと約 {w}",
-        "admitted": "あなたの番です。予約画面へ進んでください。",
-        "enter_within": "{w} 以内に進んでください。",
-        "enter": "予約画面へ進む",
-        "expired": "順番の有効時間が過ぎました。もう一度並んでください。",
-        "closed": "この予約受付は終了しました。",
-        "keep": "このページを開いたままお待ちください。",
-        "auto": "このページは自動で更新されます。閉じずにお待ちください。",
-        "no_reload": "再読み込みをしても順番は早くなりません。",
-        "join": "列に並ぶ",
-        "join_note": "ボタンを押すと、並んだ順に案内します。",
-        "busy": "ただいま混み合っています。このページを開いたままお待ちください。"
-        "自動で再表示します。",
-        "bad_ticket": "整理券が確認できませんでした。もう一度並んでください。",
-        "not_found": "この予約受付は見つかりませんでした。",
-        "other_lang_label": "English",
-    },
-    "en": {
-        "title": "Waiting line",
-        "ahead": "People ahead of you: {n}",
-        "next": "You are next.",
-        "wait": "Estimated wait: about {w}",
-        "min": "{n} min",
-        "hour": "{h} h {m} min",
-        "slots": "Booking places left: {n}",
-        "paused": "Admission is paused. Your place is kept.",
-        "sold_out": "No booking places are left. If places come back, the line resumes in "
-        "this order.",
-        "prequeue": "Booking has not opened yet. At opening, everyone waiting now is placed "
-        "in a random order.",
-        "opens_in": "Opens in about {w}",
-        "admitted": "It is your turn. Please go to the booking page.",
-        "enter_within": "Please go within {w}.",
-        "enter": "Go to booking",
-        "expired": "Your turn has expired. Please join the line again.",
-        "closed": "This booking event has closed.",
-        "keep": "Please keep this page open.",
-        "auto": "This page updates by itself. Please keep it open.",
-        "no_reload": "Reloading the page does not move you forward.",
-        "join": "Join the line",
-        "join_note": "Press the button; you will be called in the order you joined.",
-        "busy": "The service is busy. Please keep this page open; it will refresh by itself.",
-        "bad_ticket": "Your ticket could not be read. Please join the line again.",
-        "not_found": "This booking event was not found.",
-        "other_lang_label": "日本語",
-    },
-}
+import functools
+import math
 
-# Only what the page's script needs (keeps the page small).
-SCRIPT_KEYS = ("ahead", "next", "wait", "min", "hour", "slots", "paused", "sold_out", "prequeue",
-               "admitted", "expired", "closed", "keep")  # fmt: skip
+from machiai.i18n import tr
+
+# A range is shown when it is wide: at least this many minutes apart, and the high end at least
+# this much above the low one (「約 20〜25 分」); otherwise the one expected figure. The page's
+# script applies the same rule.
+RANGE_MIN_SPREAD_MIN = 2
+RANGE_MIN_RATIO = 1.2
+
+
+def other_lang(lang: str) -> tuple[str, str]:
+    """The language switch: the other language and its name, written in that language."""
+    return ("en", "English") if lang == "ja" else ("ja", "日本語")
+
+
+def minutes(seconds: int) -> int:
+    return max(1, math.ceil(seconds / 60))
 
 
 def duration(seconds: int, lang: str) -> str:
-    t = TEXTS[lang]
-    minutes = max(1, -(-seconds // 60))
-    if minutes < 60:
-        return t["min"].format(n=minutes)
-    return t["hour"].format(h=minutes // 60, m=minutes % 60)
+    m = minutes(seconds)
+    if m < 60:
+        return tr(lang, "%(n)s min", n=m)
+    return tr(lang, "%(h)s h %(m)s min", h=m // 60, m=m % 60)
+
+
+def wait_text(expected_s: int, low_s: int, high_s: int, lang: str) -> str:
+    """「待ち時間の目安：約 N 分」, or the range when it is wide (see RANGE_MIN_*)."""
+    low, high = minutes(low_s), minutes(high_s)
+    if high - low >= RANGE_MIN_SPREAD_MIN and high > RANGE_MIN_RATIO * low:
+        if high < 60:
+            span = tr(lang, "%(a)s to %(b)s min", a=low, b=high)
+        else:
+            span = tr(lang, "%(a)s to %(b)s", a=duration(low_s, lang), b=duration(high_s, lang))
+    else:
+        span = duration(expected_s, lang)
+    return tr(lang, "Estimated wait: about %(w)s", w=span)
+
+
+def _ahead_slot(lang: str) -> str:
+    """「あなたの前に {n} 人」 with a no-break space after the number: the number never ends a
+    line with its counter word on the next (「あなたの前に 2 ／ 人」 at 412 px)."""
+    return tr(lang, "People ahead of you: %(n)s", n="{n}").replace("{n} ", "{n}\u00a0")
+
+
+def ahead_text(ahead: int, lang: str) -> str:
+    if not ahead:
+        return tr(lang, "You are next.")
+    return _ahead_slot(lang).replace("{n}", format(ahead, ","))
+
+
+def phone_text(phone: str, lang: str) -> str:
+    if phone:
+        return tr(lang, "You can also book by phone: %(phone)s", phone=phone)
+    return tr(lang, "You can also book through your city's vaccination call centre.")
+
+
+def chance_texts(phone: str, lang: str) -> list[str]:
+    """What "more people ahead than places left" means, and what one can do."""
+    return [
+        tr(
+            lang,
+            "More people are ahead of you than there are places left, so the places will "
+            "probably run out before your turn.",
+        ),
+        tr(
+            lang,
+            "If you keep this page open you keep your place: when places come back "
+            "(cancellations, new times), the line goes on in this order.",
+        ),
+        phone_text(phone, lang),
+    ]
+
+
+@functools.cache
+def script_texts(lang: str, phone: str) -> dict[str, str]:
+    """The texts the waiting page's script fills in, with ``{n}``-style slots."""
+    return {
+        "ahead": _ahead_slot(lang),
+        "next": tr(lang, "You are next."),
+        "wait": tr(lang, "Estimated wait: about %(w)s", w="{w}"),
+        "min": tr(lang, "%(n)s min", n="{n}"),
+        "hour": tr(lang, "%(h)s h %(m)s min", h="{h}", m="{m}"),
+        "mspan": tr(lang, "%(a)s to %(b)s min", a="{a}", b="{b}"),
+        "span": tr(lang, "%(a)s to %(b)s", a="{a}", b="{b}"),
+        "slots": tr(lang, "Booking places left: %(n)s", n="{n}"),
+        "paused": tr(lang, "Admission is paused. Your place is kept."),
+        "sold_out": tr(
+            lang,
+            "No booking places are left. If places come back, the line resumes in this order.",
+        ),
+        "chance": "\n".join(chance_texts(phone, lang)),
+    }
