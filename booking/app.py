@@ -16,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from booking.api import clinic, enter, operator, registry, resident, staff
+from booking.api import clinic, operator, registry, resident, staff
 from booking.background import refresh_forever
 from booking.http import Endpoint
 from booking.middleware import BodySizeLimit, LatencySampler
 from booking.openapi import build_openapi
+from booking.pages import book, home, mine, signin
+from booking.pages.common import asset_routes
 from booking.services.availability import Availability
 from booking.services.context import Ctx, SlotCatalog
 from booking.services.inventory import rebuild_inventory
@@ -104,7 +106,11 @@ def create_app(settings: BookingSettings) -> Starlette:
         *(ep.route() for ep in ENDPOINTS),
         *health_routes("booking"),
         Route("/openapi.json", openapi),
-        *enter.routes(),
+        *signin.routes(),
+        *book.routes(),
+        *mine.routes(),
+        *home.routes(),
+        *asset_routes(),
     ]
     app = Starlette(
         routes=routes,

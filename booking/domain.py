@@ -44,11 +44,30 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A resident's booking session: opened with one admission pass, inside one event."""
+    """A resident's booking session inside one event.
+
+    ``admitted``: opened with an admission pass, so it may hold and book; a session opened
+    from "my bookings" without queueing may only see and cancel. ``members``: household
+    members (vouchers of the same municipality, each checked against the registry) the
+    resident may book for."""
 
     session_id: str
     event_id: str
     resident: Resident
+    admitted: bool = True
+    members: tuple[str, ...] = ()
+    started_s: int = 0
+
+    def household(self) -> list[Resident]:
+        """The resident first, then the members they added."""
+        muni = self.resident.municipality
+        return [self.resident, *(Resident(muni, v) for v in self.members)]
+
+    def member(self, voucher: str | None) -> Resident | None:
+        """The household resident with this voucher (None: the resident themself)."""
+        if voucher is None or voucher == self.resident.voucher:
+            return self.resident
+        return Resident(self.resident.municipality, voucher) if voucher in self.members else None
 
     @property
     def actor(self) -> Actor:
@@ -130,6 +149,15 @@ class SlotMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class Clinic:
+    clinic_id: str
+    name_ja: str
+    name_en: str
+    area: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class SlotSpec:
     """A slot a clinic asks to publish."""
 
@@ -155,3 +183,4 @@ class Refusal(IntEnum):
     HOLD_EXPIRED = -6
     HOLD_EXISTS = -7
     PASS_USED = -8
+    EXTENDED_BEFORE = -9

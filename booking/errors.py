@@ -76,6 +76,20 @@ class SessionExpired(AppError):
     message_en = "Your booking session has ended. Please queue again."
 
 
+class NotAdmitted(AppError):
+    code = "not_admitted"
+    status = 403
+    message_ja = "新しく予約・変更するには、待合室の列にお並びください。"
+    message_en = "To book or change a booking, please join the waiting room's line."
+
+
+class HouseholdFull(AppError):
+    code = "household_full"
+    status = 409
+    message_ja = "ご家族は3人まで追加できます。"
+    message_en = "You can add up to 3 family members."
+
+
 class SlotFull(AppError):
     code = "slot_full"
     status = 409
@@ -109,6 +123,13 @@ class HoldExpired(AppError):
     status = 409
     message_ja = "仮押さえの期限が切れました。もう一度枠を選んでください。"
     message_en = "Your hold has expired. Please choose a slot again."
+
+
+class ExtendedBefore(AppError):
+    code = "hold_extended_before"
+    status = 409
+    message_ja = "仮押さえの延長は1回までです。"
+    message_en = "A hold can be extended once."
 
 
 class AlreadyBooked(AppError):
@@ -178,6 +199,7 @@ REFUSALS: dict[Refusal, type[AppError]] = {
     Refusal.HOLD_EXPIRED: HoldExpired,
     Refusal.HOLD_EXISTS: HoldExists,
     Refusal.PASS_USED: PassUsed,
+    Refusal.EXTENDED_BEFORE: ExtendedBefore,
 }
 
 

@@ -33,6 +33,10 @@ class BookingSettings:
     # Confirm under contention: this many attempts, then "busy".
     confirm_attempts: int = 3
     lock_timeout_ms: int = 2000
+    # The call centre residents are told to phone (pages; "" = say "your city's call centre").
+    phone: str = ""
+    # Where residents queue (the waitroom's public base URL), for links back into the line.
+    waitroom_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BookingSettings:
@@ -63,4 +67,12 @@ class BookingSettings:
                 "BOOKING_REFRESH_INTERVAL_MS", 1000, minimum=50, maximum=60_000
             ),
             trust_forwarded=env.flag("BOOKING_TRUST_FORWARDED", False),
+            phone=env.text("MACHIAI_PHONE", ""),
+            waitroom_url=(
+                env.url("MACHIAI_WAITROOM_URL", ("http", "https"))
+                or "http://{}:{}".format(
+                    env.text("MACHIAI_HOST", "127.0.0.1"),
+                    env.integer("WAITROOM_PORT", 8000, minimum=1, maximum=65535),
+                )
+            ).rstrip("/"),
         )

@@ -168,12 +168,20 @@ class AdmissionPass:
 
 @dataclass(frozen=True, slots=True)
 class SessionClaims:
-    """A resident's booking session: opened with a pass for one event, as one resident."""
+    """A resident's booking session in one event, as one resident.
+
+    ``admitted``: opened with an admission pass (may hold and book); otherwise opened from
+    "my bookings" without queueing (may see and cancel). ``members``: household members'
+    vouchers the resident added (each checked against the registry). ``started_s``: when
+    the session began (a token signed again for a new member keeps it)."""
 
     session_id: str
     event_id: str
     municipality_code: str
     voucher: str
+    admitted: bool = True
+    started_s: int = 0
+    members: tuple[str, ...] = ()
     issued_at_s: int = 0
 
 
@@ -251,16 +259,36 @@ class Tokens:
         return admission
 
     def dump_session(self, claims: SessionClaims) -> str:
+        started = claims.started_s or int(time.time())
         return self.session.dumps(
-            [claims.session_id, claims.event_id, claims.municipality_code, claims.voucher]
+            [
+                claims.session_id,
+                claims.event_id,
+                claims.municipality_code,
+                claims.voucher,
+                int(claims.admitted),
+                started,
+                list(claims.members),
+            ]
         )
 
     def load_session(self, token: str, max_age_s: int) -> SessionClaims:
+        """The session, unless its token or the session itself is older than ``max_age_s``."""
         payload, signed_at = self.session.loads(token, max_age_s)
-        if len(payload) != 4:
+        if len(payload) != 7 or not isinstance(payload[6], list) or len(payload[6]) > 8:
             raise TokenError("token_invalid", "malformed session")
+        started = _int(payload[5])
+        if started > signed_at or int(time.time()) - started > max_age_s:
+            raise TokenError("token_expired", "session expired")
         return SessionClaims(
-            _str(payload[0]), _str(payload[1]), _str(payload[2]), _str(payload[3]), signed_at
+            _str(payload[0]),
+            _str(payload[1]),
+            _str(payload[2]),
+            _str(payload[3]),
+            admitted=bool(_int(payload[4])),
+            started_s=started,
+            members=tuple(_str(m) for m in payload[6]),
+            issued_at_s=signed_at,
         )
 
     def dump_staff(self, claims: StaffClaims) -> str:

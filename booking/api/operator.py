@@ -13,6 +13,7 @@ from booking.api.resident import SEARCH_PARAMS, SEARCH_RESPONSE, hold_json, sear
 from booking.domain import Actor
 from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, query
 from booking.services import confirm, operator
+from booking.services.availability import slot_json
 
 ROLES = ("operator", "admin")
 
@@ -30,8 +31,8 @@ async def search_slots(request: Request) -> Response:
     filt = search_filter(q)
     ctx = ctx_of(request)
     await operator.check_event(ctx, actor, event_id)
-    slots, more = await request.app.state.availability.search(ctx, event_id, filt)
-    return ok({"slots": slots, "more": more})
+    offers, more = await request.app.state.availability.search(ctx, event_id, filt)
+    return ok({"slots": [slot_json(o) for o in offers], "more": more})
 
 
 async def hold_for_resident(request: Request) -> Response:

@@ -9,7 +9,7 @@ from booking import http
 from booking.domain import Session
 from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, query, tokens_of
 from booking.services import bookings, confirm, hold, sessions
-from booking.services.availability import SearchFilter
+from booking.services.availability import SearchFilter, slot_json
 
 
 def hold_json(held: hold.Hold) -> dict[str, object]:
@@ -82,10 +82,10 @@ SEARCH_RESPONSE = {
 async def search(request: Request) -> Response:
     session = await current(request)
     filt = search_filter(query(request))
-    slots, more = await request.app.state.availability.search(
+    offers, more = await request.app.state.availability.search(
         ctx_of(request), session.event_id, filt
     )
-    return ok({"slots": slots, "more": more})
+    return ok({"slots": [slot_json(o) for o in offers], "more": more})
 
 
 def peek(request: Request) -> tuple[Session, sessions.LivenessCheck | None]:
@@ -96,6 +96,7 @@ def peek(request: Request) -> tuple[Session, sessions.LivenessCheck | None]:
 
 async def hold_slot(request: Request) -> Response:
     session, check = peek(request)
+    sessions.require_admitted(session)
     fields = await body(request)
     slot_id = fields.text("slot_id", pattern=UUIDISH)
     held = await hold.hold_slot(ctx_of(request), session.actor, session.resident, slot_id, check)
@@ -111,6 +112,7 @@ async def release_hold(request: Request) -> Response:
 
 async def confirm_booking(request: Request) -> Response:
     session, check = peek(request)
+    sessions.require_admitted(session)
     fields = await body(request)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)
     idem = confirm.idempotency(
@@ -150,6 +152,7 @@ async def cancel_booking(request: Request) -> Response:
 
 async def change_booking(request: Request) -> Response:
     session = await current(request)
+    sessions.require_admitted(session)
     booking_id = http.path_param(request, "booking_id")
     fields = await body(request)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)

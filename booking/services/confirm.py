@@ -145,6 +145,7 @@ async def confirm_booking(
         # Refused (full, duplicate, closed, down): the place goes back at once.
         await ctx.redis.give_back(hold, resident)
         raise
+    ctx.doses.pop(resident, None)
     await ctx.redis.finish_confirm(outcome.states, hold, resident)
     ctx.inventory_changed.set()
     return outcome.response
@@ -184,6 +185,8 @@ async def cancel_booking(
         again = await replay(ctx, idem)
         assert again is not None
         return again
+    if voucher is not None:
+        ctx.doses.pop(Resident(actor.municipality, voucher), None)
     await ctx.redis.apply_slots(outcome.states)
     ctx.inventory_changed.set()
     return outcome.response

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from booking.domain import Session, SlotMeta
+from booking.domain import Resident, Session, SlotMeta
 from booking.settings import BookingSettings
 from booking.store.pg import acquire, fetch_coming_slot_metas, fetch_slot_meta
 from booking.store.redis_store import RedisStore
@@ -83,6 +83,9 @@ class Ctx:
     # Session tokens whose signature this process has checked, and the session each
     # names. Whether that session is still live is live_sessions' say.
     verified_tokens: dict[str, Session] = field(default_factory=dict)
+    # Resident -> (monotonic expiry, their active doses): the pages ask on every list of
+    # times; a booking change by this process forgets the resident's entry at once.
+    doses: dict[Resident, tuple[float, Any]] = field(default_factory=dict)
 
     def lane(self, municipality: str, channel: str) -> asyncio.Semaphore:
         """The booking transactions one (municipality, channel) may run at once: at most

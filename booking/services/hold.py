@@ -107,3 +107,24 @@ async def release_hold(ctx: Ctx, resident: Resident, hold_id: str) -> None:
     if hold is None or await current_hold(ctx, resident) != hold:
         raise errors.HoldExpired()
     await ctx.redis.give_back(hold, resident)
+
+
+async def extend_hold(ctx: Ctx, resident: Resident, hold_id: str) -> int:
+    """Once per hold, ``hold_ms`` more from now (a resident who needs more time to check
+    the details must not lose the place: WCAG 2.2.1); ms left after it."""
+    hold = HoldRef.parse(hold_id)
+    if hold is None:
+        raise errors.HoldExpired()
+    try:
+        return await ctx.redis.extend_hold(hold, resident, ctx.settings.hold_ms)
+    except ScriptRefused as refused:
+        raise errors.refused(refused.code) from None
+
+
+async def hold_left_ms(ctx: Ctx, resident: Resident, hold_id: str) -> int:
+    """Ms until the resident's hold lapses; a lapsed or unknown one is ``hold_expired``."""
+    hold = HoldRef.parse(hold_id)
+    left = None if hold is None else await ctx.redis.hold_left_ms(hold, resident)
+    if left is None:
+        raise errors.HoldExpired()
+    return left

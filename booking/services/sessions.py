@@ -7,6 +7,7 @@ get the same refusal; attempts are throttled per voucher and per client.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from booking.store.redis_store import ScriptRefused
 from machiai.tokens import SessionClaims, TokenError, Tokens
 
 SESSION_RECHECK_S = 1.0
+MAX_MEMBERS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,51 @@ async def _throttle(ctx: Ctx, client: str, resident: Resident | None) -> None:
             raise errors.Throttled(failures.ttl_ms // 1000 + 1)
 
 
+async def _identify(
+    ctx: Ctx, event_id: str, voucher: str, birth_date: date, client: str
+) -> Resident | None:
+    """The resident if the registry knows this voucher with this birth date for the event's
+    group; None for an unknown event. Throttled per client and per voucher; every identity
+    failure gets the same refusal (no oracle for which part was wrong)."""
+    async with pg.acquire(ctx.pool) as conn:
+        event = await pg.fetch_event(conn, event_id)
+        resident = None if event is None else Resident(str(event["municipality_code"]), voucher)
+        await _throttle(ctx, client, resident)
+        if event is None or resident is None:
+            return None
+        known = await pg.check_identity(
+            conn, resident.municipality, voucher, birth_date, event["eligibility_group"]
+        )
+    if not known:
+        s = ctx.settings
+        await ctx.redis.voucher_failures(resident, s.throttle_voucher_window_s * 1000, commit=True)
+        raise errors.IdentityRefused()
+    return resident
+
+
+def _token(tokens: Tokens, session: Session) -> str:
+    return tokens.dump_session(
+        SessionClaims(
+            session.session_id,
+            session.event_id,
+            session.resident.municipality,
+            session.resident.voucher,
+            admitted=session.admitted,
+            started_s=session.started_s,
+            members=session.members,
+        )
+    )
+
+
+def pass_looks_valid(ctx: Ctx, tokens: Tokens, pass_token: str) -> bool:
+    """The pass is authentic and not expired (whether it was used is Redis's to say)."""
+    try:
+        tokens.load_pass(pass_token, ctx.settings.core.pass_ttl_s)
+    except TokenError:
+        return False
+    return True
+
+
 async def start_session(
     ctx: Ctx, tokens: Tokens, pass_token: str, voucher: str, birth_date: date, client: str
 ) -> Opened:
@@ -54,21 +101,10 @@ async def start_session(
         raise errors.PassInvalid() from None
     if await ctx.redis.pass_used(admission.event_id, admission.pass_id):
         raise errors.PassUsed()
-    async with pg.acquire(ctx.pool) as conn:
-        event = await pg.fetch_event(conn, admission.event_id)
-        resident = None if event is None else Resident(str(event["municipality_code"]), voucher)
-        await _throttle(ctx, client, resident)
-        if event is None or resident is None:
-            raise errors.PassInvalid()
-        known = await pg.check_identity(
-            conn, resident.municipality, voucher, birth_date, event["eligibility_group"]
-        )
-    if not known:
-        s = ctx.settings
-        await ctx.redis.voucher_failures(resident, s.throttle_voucher_window_s * 1000, commit=True)
-        raise errors.IdentityRefused()
-    municipality = resident.municipality
-    session = Session(uuid.uuid4().hex, admission.event_id, resident)
+    resident = await _identify(ctx, admission.event_id, voucher, birth_date, client)
+    if resident is None:
+        raise errors.PassInvalid()
+    session = Session(uuid.uuid4().hex, admission.event_id, resident, started_s=int(time.time()))
     ttl_s = ctx.settings.session_ttl_s
     try:
         await ctx.redis.open_session(
@@ -80,13 +116,50 @@ async def start_session(
         )
     except ScriptRefused as refused:
         raise errors.refused(refused.code) from None
-    token = tokens.dump_session(
-        SessionClaims(session.session_id, session.event_id, municipality, voucher)
-    )
+    token = _token(tokens, session)
     # Minted and registered here, just now: this process needs neither the signature
     # check nor the liveness read on the resident's next request.
     _trust(ctx, token, session, ttl_s)
     return Opened(token, session, ttl_s)
+
+
+async def start_lookup(
+    ctx: Ctx, tokens: Tokens, event_id: str, voucher: str, birth_date: date, client: str
+) -> Opened:
+    """A session to see and cancel one's bookings, without queueing: identity checked and
+    throttled exactly as a sign-in with a pass, but it takes no place in booking (it is
+    not registered as active and cannot hold)."""
+    resident = await _identify(ctx, event_id, voucher, birth_date, client)
+    if resident is None:
+        raise errors.NotFound()
+    session = Session(
+        uuid.uuid4().hex, event_id, resident, admitted=False, started_s=int(time.time())
+    )
+    return Opened(_token(tokens, session), session, ctx.settings.session_ttl_s)
+
+
+async def add_member(
+    ctx: Ctx,
+    tokens: Tokens,
+    session: Session,
+    voucher: str,
+    birth_date: date,
+    client: str,
+) -> tuple[str, Session]:
+    """Add a household member the resident books for: identity checked and throttled as a
+    sign-in; at most ``MAX_MEMBERS``. Returns the session's new token (same session)."""
+    if voucher == session.resident.voucher or voucher in session.members:
+        return _token(tokens, session), session
+    if len(session.members) >= MAX_MEMBERS:
+        raise errors.HouseholdFull()
+    resident = await _identify(ctx, session.event_id, voucher, birth_date, client)
+    if resident is None:
+        raise errors.SessionExpired()
+    grown = dataclasses.replace(session, members=(*session.members, voucher))
+    token = _token(tokens, grown)
+    if grown.admitted:
+        _trust(ctx, token, grown, SESSION_RECHECK_S)
+    return token, grown
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +185,21 @@ def peek_session(ctx: Ctx, tokens: Tokens, token: str) -> tuple[Session, Livenes
         except TokenError:
             raise errors.SessionExpired() from None
         session = Session(
-            claims.session_id, claims.event_id, Resident(claims.municipality_code, claims.voucher)
+            claims.session_id,
+            claims.event_id,
+            Resident(claims.municipality_code, claims.voucher),
+            admitted=claims.admitted,
+            members=claims.members,
+            started_s=claims.started_s,
         )
+    if not session.admitted:
+        # Not registered in Redis: it ends with its age (checked here, as the token
+        # cache skips the signature check of a token seen before).
+        if time.time() - session.started_s > ctx.settings.session_ttl_s:
+            ctx.verified_tokens.pop(token, None)
+            raise errors.SessionExpired()
+        ctx.verified_tokens[token] = session
+        return session, None
     cached = ctx.live_sessions.get(session.session_id)
     if cached is not None and cached > time.monotonic():
         return session, None
@@ -160,7 +246,15 @@ async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
 
 async def end_session(ctx: Ctx, session: Session) -> None:
     ctx.live_sessions.pop(session.session_id, None)
-    await ctx.redis.end_session(session.event_id, session.session_id)
+    if session.admitted:
+        await ctx.redis.end_session(session.event_id, session.session_id)
+
+
+def require_admitted(session: Session) -> None:
+    """Holding and booking take a place in booking: only a session that came through the
+    line (with a pass) may; a "my bookings" session may see and cancel."""
+    if not session.admitted:
+        raise errors.NotAdmitted()
 
 
 async def verify_resident(

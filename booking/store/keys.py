@@ -30,6 +30,11 @@ def resident_hold(prefix: str, municipality: str, voucher: str) -> str:
     return f"{prefix}{{rs:{municipality}:{voucher}}}:hold"
 
 
+def resident_hold_extended(prefix: str, municipality: str, voucher: str) -> str:
+    """STRING: the public id of the hold the resident extended once, PX = the pointer's."""
+    return f"{prefix}{{rs:{municipality}:{voucher}}}:extended"
+
+
 def throttle_voucher(prefix: str, municipality: str, voucher: str) -> str:
     """STRING counter of failed identity attempts for one voucher, PX = window."""
     return f"{prefix}{{rs:{municipality}:{voucher}}}:attempts"

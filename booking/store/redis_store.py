@@ -288,6 +288,31 @@ class RedisStore:
             _raise_any(await SCRIPTS.pipeline(self.wire, calls))
 
     @_translate
+    async def extend_hold(self, hold: HoldRef, resident: Resident, hold_ms: int) -> int:
+        """Give the resident's live hold ``hold_ms`` more from now, once per hold; ms left
+        after it. Raises :class:`ScriptRefused` (HOLD_EXPIRED, EXTENDED_BEFORE).
+
+        The pointer decides first (its own tag); only then is the slot's hold extended to
+        match, so a refused extension never keeps a place longer."""
+        p = self.prefix
+        command = SCRIPTS["extend_resident"].call(
+            [
+                self._pointer_key(resident),
+                keys.resident_hold_extended(p, resident.municipality, resident.voucher),
+            ],
+            [hold.public, hold_ms],
+        )
+        _checked(await self._run(command))
+        left = await self._run(self._claim_call(hold, resident, hold_ms, 0))
+        return int(_checked(left))
+
+    @_translate
+    async def hold_left_ms(self, hold: HoldRef, resident: Resident) -> int | None:
+        """Ms until the resident's hold lapses (None: it has), without extending it."""
+        left = await self._run(self._claim_call(hold, resident, 0, 0))
+        return None if refusal_of(left) is not None else int(left)
+
+    @_translate
     async def resident_hold(self, resident: Resident) -> HoldRef | None:
         """The resident's live hold, if any."""
         raw = await self.wire.execute("GET", self._pointer_key(resident))
@@ -310,22 +335,35 @@ class RedisStore:
 
     @_translate
     async def slot_left(self, slot_ids: Sequence[str]) -> dict[str, int | None]:
-        """Places left per slot (None where Redis has no inventory); read-only, pipelined."""
+        """Places that can be held now per slot (0 when closed or outside its booking window;
+        None where Redis has no inventory); read-only, pipelined."""
         if not slot_ids:
             return {}
         now_ms = await self.now_ms()
         p = self.prefix
         commands: list[Command] = []
         for sid in slot_ids:
-            commands.append(("HMGET", keys.slot_inventory(p, sid), "cap", "booked", "closed"))
+            commands.append(
+                (
+                    "HMGET",
+                    keys.slot_inventory(p, sid),
+                    "cap",
+                    "booked",
+                    "closed",
+                    "from_ms",
+                    "until_ms",
+                )
+            )
             commands.append(("ZCOUNT", keys.slot_holds(p, sid), f"({now_ms}", "+inf"))
         replies = await self.wire.pipeline(commands)
         out: dict[str, int | None] = {}
         for index, sid in enumerate(slot_ids):
-            cap, booked, closed = replies[2 * index]
+            cap, booked, closed, from_ms, until_ms = replies[2 * index]
             if cap is None:
                 out[sid] = None
-            elif closed == b"1":
+            elif closed == b"1" or not int(from_ms) <= now_ms < int(until_ms):
+                # Outside its booking window a slot has no place to offer (the hold
+                # would refuse it): shown as none left, not as free.
                 out[sid] = 0
             else:
                 out[sid] = max(0, int(cap) - int(booked) - int(replies[2 * index + 1]))

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from booking.app import ENDPOINTS
 from booking.http import Endpoint
 from booking.settings import BookingSettings
-from tests.booking.client import open_session, running, staff_token
+from tests.booking.client import mint_pass, open_session, running, staff_token
 from tests.booking.factory import BIRTH, World, make_slot, make_staff, voucher
 
 TABLES = ("bookings", "slots", "registry", "idempotency_keys", "outbox", "audit_log")
@@ -201,13 +201,17 @@ async def test_public_availability_is_cacheable(
         assert missing.status_code == 404
 
 
-async def test_enter_page_is_japanese_and_escapes_the_pass(settings: BookingSettings) -> None:
+async def test_enter_page_is_japanese_and_escapes_the_pass(
+    settings: BookingSettings, world: World
+) -> None:
     async with running(settings) as (_, client):
-        r = await client.get("/enter", params={"pass": '"><script>alert(1)</script>'})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert '<html lang="ja">' in r.text and "接種券番号" in r.text
-    assert "<script>alert(1)" not in r.text and "&quot;&gt;&lt;script&gt;" in r.text
-    assert 'for="voucher"' in r.text and 'for="birth"' in r.text
+        forged = await client.get("/enter", params={"pass": '"><script>alert(1)</script>'})
+        good = await client.get("/enter", params={"pass": mint_pass(settings, world.event_id)})
+    # A forged pass is told at once, before the resident types anything, and never echoed.
+    assert forged.status_code == 401 and forged.headers["content-type"].startswith("text/html")
+    assert "<script>alert(1)" not in forged.text and "alert(1)" not in forged.text
+    assert good.status_code == 200 and '<html lang="ja">' in good.text and "接種券番号" in good.text
+    assert 'for="voucher"' in good.text and 'for="year"' in good.text and 'for="day"' in good.text
 
 
 async def test_client_receives_english_when_asked(settings: BookingSettings) -> None:

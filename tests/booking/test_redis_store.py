@@ -24,6 +24,11 @@ def state(
     return SlotState(slot_id, ver, cap, booked, closed, T0 - 1000, T0 + 3_600_000)
 
 
+def open_now(slot_id: str, *, cap: int = 2, booked: int = 0, ver: int = 1) -> SlotState:
+    """A slot bookable at any time these tests run (for counts read on Redis's own clock)."""
+    return SlotState(slot_id, ver, cap, booked, False, 0, 4_000_000_000_000)
+
+
 def new_slot() -> str:
     return str(uuid.uuid4())
 
@@ -71,7 +76,19 @@ async def test_booked_places_count_against_capacity(store: RedisStore) -> None:
     await store.apply_slot(state(sid, cap=3, booked=2))
     assert await hold_code(store, hold(sid, 1), T0) == 0
     assert await hold_code(store, hold(sid, 2), T0) == Refusal.FULL
-    assert (await store.slot_left([sid]))[sid] is not None
+
+
+async def test_places_left_count_only_what_can_be_held_now(store: RedisStore) -> None:
+    """Closed, not yet open or past its window: no place to offer (the hold would refuse)."""
+    free, closed, early, late, gone = (new_slot() for _ in range(5))
+    now = await store.now_ms()
+    await store.apply_slot(open_now(free, cap=3, booked=1))
+    await store.apply_slot(SlotState(closed, 1, 3, 0, True, 0, 4_000_000_000_000))
+    await store.apply_slot(SlotState(early, 1, 3, 0, False, now + 60_000, now + 120_000))
+    await store.apply_slot(SlotState(late, 1, 3, 0, False, now - 120_000, now - 60_000))
+    await store.hold_slot(hold(free), WHO, 60_000)
+    left = await store.slot_left([free, closed, early, late, gone])
+    assert left == {free: 1, closed: 0, early: 0, late: 0, gone: None}
 
 
 async def test_claim_hold_extends_and_expires(
@@ -122,8 +139,8 @@ async def test_apply_slot_newest_version_wins(
 
 async def test_give_back_returns_the_place_and_the_pointer(store: RedisStore) -> None:
     sid = new_slot()
-    await store.apply_slot(state(sid, cap=1))
-    first = await store.claim_resident_and_hold(WHO, hold(sid), 60_000, now_ms=T0)
+    await store.apply_slot(open_now(sid, cap=1))
+    first = await store.claim_resident_and_hold(WHO, hold(sid), 60_000)
     assert first.pointer_taken and first.left == 0
     await store.give_back(hold(sid), WHO, pointer=False)
     assert await store.resident_hold(WHO) == hold(sid)
@@ -217,13 +234,13 @@ async def test_finish_confirm_in_one_round_trip_and_after_redis_lost_its_scripts
     for round_, flush_scripts in enumerate((False, False, True)):
         sid = new_slot()
         who = Resident("990001", uuid.uuid4().hex[:10])
-        await store.apply_slot(state(sid, cap=2))
-        attempt = await store.claim_resident_and_hold(who, hold(sid), 60_000, now_ms=T0)
+        await store.apply_slot(open_now(sid, cap=2))
+        attempt = await store.claim_resident_and_hold(who, hold(sid), 60_000)
         assert attempt.pointer_taken and attempt.left == 1
         if flush_scripts:
             await redis.script_flush()  # as after a Redis restart: every script is gone
         before = await script_commands(redis)
-        await store.finish_confirm([state(sid, cap=2, booked=1, ver=2)], hold(sid), who)
+        await store.finish_confirm([open_now(sid, cap=2, booked=1, ver=2)], hold(sid), who)
         after = await script_commands(redis)
         # No SCRIPT EXISTS first; a SCRIPT LOAD only when Redis had lost the scripts.
         if round_:
@@ -279,3 +296,29 @@ async def test_claim_resident_and_hold_in_one_round_trip(
     reloaded = await store.claim_resident_and_hold(late, hold(third, 6), 60_000)
     assert (reloaded.pointer_taken, reloaded.left) == (True, 0)
     assert await store.resident_hold(late) == hold(third, 6)
+
+
+async def test_a_hold_is_extended_once_and_only_while_it_is_the_residents(
+    store: RedisStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    sid = new_slot()
+    await store.apply_slot(open_now(sid, cap=2))
+    taken = await store.claim_resident_and_hold(WHO, hold(sid), 1000)
+    assert taken.pointer_taken
+    assert await store.extend_hold(hold(sid), WHO, 60_000) > 50_000
+    pointer = keys.resident_hold(redis_prefix, WHO.municipality, WHO.voucher)
+    assert 50_000 < await redis.pttl(pointer) <= 60_000
+    assert 50_000 < (await store.hold_left_ms(hold(sid), WHO) or 0) <= 60_000
+    with pytest.raises(ScriptRefused) as again:
+        await store.extend_hold(hold(sid), WHO, 60_000)
+    assert again.value.code is Refusal.EXTENDED_BEFORE
+    with pytest.raises(ScriptRefused) as other:
+        await store.extend_hold(hold(sid, 2), WHO, 60_000)
+    assert other.value.code is Refusal.HOLD_EXPIRED
+    # Refused extensions kept nothing longer.
+    assert await redis.zscore(keys.slot_holds(redis_prefix, sid), hold(sid, 2).member(WHO)) is None
+    # The next hold of the resident may be extended once again.
+    await store.give_back(hold(sid), WHO)
+    assert await store.hold_left_ms(hold(sid), WHO) is None
+    assert (await store.claim_resident_and_hold(WHO, hold(sid, 3), 1000)).pointer_taken
+    assert await store.extend_hold(hold(sid, 3), WHO, 60_000) > 50_000

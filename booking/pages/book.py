@@ -1,0 +1,400 @@
+"""Find a time, hold it, check it, confirm it: the booking journey as plain forms.
+
+Every step is POST → 303 → GET, so a reload never submits twice; the confirm form carries
+an idempotency key, so a double tap books once. A refusal (the time was taken, the hold
+ran out) takes the resident back to the list with a sentence saying what happened.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from booking import errors
+from booking.domain import HoldRef, Session
+from booking.pages.common import (
+    JST,
+    clinic_name,
+    ctx_of,
+    day_label,
+    form,
+    language,
+    link,
+    notice,
+    problem,
+    query,
+    render,
+    see_other,
+)
+from booking.pages.session import current_session, nav, person
+from booking.services import bookings, confirm, hold, sessions
+from booking.services.availability import Availability, SearchFilter
+from machiai.i18n import N_, tr
+
+PAGE_SIZE = 10
+# Refusals that send the resident back to the list of times, with a sentence.
+BACK_TO_LIST = {
+    "slot_full",
+    "slot_closed",
+    "slot_not_bookable",
+    "hold_expired",
+    "already_booked",
+    "dose_rule",
+    "not_found",
+}
+
+
+def availability(request: Request) -> Availability:
+    found: Availability = request.app.state.availability
+    return found
+
+
+def _admitted(session: Session) -> None:
+    sessions.require_admitted(session)
+
+
+def _until(left_ms: int) -> str:
+    """When a hold lapses (unix ms), for the review page's link: the page shows it without
+    asking Redis again. Only what the page says depends on it; confirming asks Redis."""
+    return str(int(time.time() * 1000) + left_ms)
+
+
+def _left_ms(until: str) -> int | None:
+    return int(until) - int(time.time() * 1000) if until.isdigit() else None
+
+
+def _params(source: Any) -> dict[str, str | None]:
+    return {"who": source.opt("who"), "replaces": source.opt("replaces")}
+
+
+def _day(raw: str | None) -> date | None:
+    try:
+        return None if not raw else date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+async def slots(request: Request) -> Response:
+    lang = language(request)
+    q = query(request)
+    try:
+        token, session = await current_session(request)
+        _admitted(session)
+        resident = person(session, q.opt("who"))
+        window = await bookings.dose_window(ctx_of(request), resident, q.opt("replaces"))
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    ctx, avail = ctx_of(request), availability(request)
+    page = max(1, int(q.get("page", "1"))) if q.get("page", "1").isdigit() else 1
+    chosen = {"date": q.get("date"), "area": q.get("area"), "clinic": q.get("clinic")}
+    context: dict[str, Any] = {
+        "title": tr(lang, N_("Choose a time")),
+        "heading": tr(lang, N_("Choose a time")),
+        "notice": notice(lang, q.opt("notice")),
+        "nav": nav(token, session, lang),
+        "s": token,
+        "who": resident.voucher,
+        "household": session.household(),
+        "replaces": q.opt("replaces"),
+        "window": window,
+        "chosen": chosen,
+        "page": page,
+        "offers": [],
+        "more": False,
+    }
+    if window is not None:
+        rules = SearchFilter(
+            dose_number=window.dose, not_before=window.not_before, not_after=window.not_after
+        )
+        filt = SearchFilter(
+            day=_day(chosen["date"]),
+            area=chosen["area"] or None,
+            clinic_id=chosen["clinic"] or None,
+            dose_number=window.dose,
+            not_before=window.not_before,
+            not_after=window.not_after,
+        )
+        try:
+            choices = await avail.choices(ctx, session.event_id, rules)
+            offers, more = await avail.search(
+                ctx, session.event_id, filt, skip=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            )
+            clinic_of = await avail.clinics(
+                ctx, [*choices.clinic_ids, *(o.meta.clinic_id for o in offers)]
+            )
+        except errors.AppError as exc:
+            return problem(request, lang, exc)
+        context.update(
+            offers=offers,
+            more=more,
+            clinic_of=clinic_of,
+            dates=[
+                {"value": d.isoformat(), "label": day_label(d, lang)} for d in choices.days[:120]
+            ],
+            areas=choices.areas,
+            clinics=sorted(clinic_of.values(), key=lambda c: clinic_name(c, lang)),
+        )
+    return render(request, "slots.html", lang, context)
+
+
+async def hold_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    params = _params(f)
+    try:
+        token, session = await current_session(request, f)
+        _admitted(session)
+        resident = person(session, params["who"])
+        held = await hold.hold_slot(ctx_of(request), session.actor, resident, f.get("slot_id"))
+    except errors.HoldExists as exc:
+        current = exc.detail.get("hold_id")
+        if current:
+            return see_other(
+                link("/book/review", s=token, h=current, notice="hold_exists", lang=lang, **params)
+            )
+        return problem(request, lang, exc)
+    except errors.AppError as exc:
+        if exc.code in BACK_TO_LIST:
+            return see_other(
+                link("/book/slots", s=f.get("s"), notice=exc.code, lang=lang, **params)
+            )
+        return problem(request, lang, exc)
+    return see_other(
+        link(
+            "/book/review",
+            s=token,
+            h=held.hold_id,
+            u=_until(held.expires_in_ms),
+            lang=lang,
+            **params,
+        )
+    )
+
+
+async def review(request: Request) -> Response:
+    lang = language(request)
+    q = query(request)
+    params = _params(q)
+    ctx = ctx_of(request)
+    try:
+        token, session = await current_session(request)
+        _admitted(session)
+        resident = person(session, params["who"])
+        hold_id = q.get("h")
+        ref = HoldRef.parse(hold_id)
+        left_ms = _left_ms(q.get("u"))
+        if ref is None or left_ms is None:
+            left_ms = await hold.hold_left_ms(ctx, resident, hold_id)
+        elif left_ms <= 0:
+            raise errors.HoldExpired()
+        assert ref is not None  # hold_left_ms refuses what does not parse
+        meta = await hold.visible_slot(ctx, session.actor, ref.slot_id)
+        clinic = (await availability(request).clinics(ctx, [meta.clinic_id])).get(meta.clinic_id)
+    except errors.AppError as exc:
+        if exc.code in BACK_TO_LIST:
+            return see_other(
+                link("/book/slots", s=q.get("s"), notice=exc.code, lang=lang, **params)
+            )
+        return problem(request, lang, exc)
+    expires_at = datetime.now(JST) + timedelta(milliseconds=left_ms)
+    return render(
+        request,
+        "review.html",
+        lang,
+        {
+            "title": tr(lang, N_("Check your booking")),
+            "notice": notice(lang, q.opt("notice")),
+            "nav": nav(token, session, lang),
+            "s": token,
+            "who": resident.voucher,
+            "replaces": params["replaces"],
+            "hold_id": hold_id,
+            "meta": meta,
+            "clinic": clinic,
+            "expires_at": expires_at,
+            "expires_at_ms": int(expires_at.timestamp() * 1000),
+            "extended": q.get("x") == "1",
+            # One key per review: the same form sent twice books once.
+            "key": secrets.token_hex(16),
+        },
+    )
+
+
+async def extend_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    params = _params(f)
+    back = {"s": f.get("s"), "h": f.get("h"), "lang": lang, **params}
+    try:
+        _, session = await current_session(request, f)
+        left_ms = await hold.extend_hold(
+            ctx_of(request), person(session, params["who"]), f.get("h")
+        )
+    except errors.ExtendedBefore:
+        return see_other(link("/book/review", x="1", notice="hold_extended_before", **back))
+    except errors.AppError as exc:
+        if exc.code in BACK_TO_LIST:
+            return see_other(
+                link("/book/slots", s=f.get("s"), notice=exc.code, lang=lang, **params)
+            )
+        return problem(request, lang, exc)
+    return see_other(link("/book/review", x="1", u=_until(left_ms), **back))
+
+
+async def release_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    params = _params(f)
+    try:
+        _, session = await current_session(request, f)
+        try:
+            await hold.release_hold(ctx_of(request), person(session, params["who"]), f.get("h"))
+        except errors.HoldExpired:
+            pass  # already gone: nothing to give back
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    return see_other(link("/book/slots", s=f.get("s"), lang=lang, **params))
+
+
+async def confirm_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    params = _params(f)
+    replaces = params["replaces"]
+    ctx = ctx_of(request)
+    try:
+        token, session = await current_session(request, f)
+        _admitted(session)
+        resident = person(session, params["who"])
+        hold_id = f.get("h")
+        key = f.get("key")[:200] or None
+        operation = "change" if replaces else "confirm"
+        idem = confirm.idempotency(
+            session.actor,
+            operation,
+            key,
+            {"hold_id": hold_id, "voucher": resident.voucher, "replaces": replaces},
+        )
+        result = await confirm.confirm_booking(
+            ctx, session.actor, resident, hold_id, idem, replaces=replaces
+        )
+    except errors.AppError as exc:
+        if exc.code in BACK_TO_LIST:
+            return see_other(
+                link("/book/slots", s=f.get("s"), notice=exc.code, lang=lang, **params)
+            )
+        return problem(request, lang, exc)
+    booking_id = result["booking"]["booking_id"]
+    return see_other(
+        link(
+            "/book/done",
+            s=token,
+            b=booking_id,
+            who=params["who"],
+            changed="1" if replaces else None,
+            lang=lang,
+        )
+    )
+
+
+async def done(request: Request) -> Response:
+    lang = language(request)
+    q = query(request)
+    ctx = ctx_of(request)
+    try:
+        token, session = await current_session(request)
+        resident = person(session, q.opt("who"))
+        booking = await bookings.resident_booking(ctx, resident, q.get("b"))
+        clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
+            booking["clinic_id"]
+        )
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    return render(
+        request,
+        "done.html",
+        lang,
+        {
+            "title": tr(lang, N_("Your booking is confirmed")),
+            "nav": nav(token, session, lang),
+            "s": token,
+            "who": resident.voucher,
+            "booking": booking,
+            "starts_at": datetime.fromisoformat(booking["starts_at"]),
+            "clinic": clinic,
+            "changed": q.get("changed") == "1",
+        },
+    )
+
+
+def _ics_text(value: str) -> str:
+    """RFC 5545 TEXT: backslash, semicolon, comma and newline escaped."""
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+async def ics(request: Request) -> Response:
+    """The booking as a calendar entry (.ics) any phone's calendar can add."""
+    lang = language(request)
+    q = query(request)
+    ctx = ctx_of(request)
+    try:
+        _, session = await current_session(request)
+        resident = person(session, q.opt("who"))
+        booking = await bookings.resident_booking(ctx, resident, q.get("b"))
+        meta = await ctx.catalog.get(booking["slot_id"])
+        clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
+            booking["clinic_id"]
+        )
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    starts = datetime.fromisoformat(booking["starts_at"])
+    minutes = meta.duration_min if meta is not None else 30
+    stamp = "%Y%m%dT%H%M%SZ"
+    place = clinic_name(clinic, lang) + (f", {clinic.address}" if clinic and clinic.address else "")
+    summary = tr(lang, N_("Vaccination (dose %(n)s)"), n=booking["dose_number"])
+    description = tr(lang, N_("Confirmation code: %(code)s"), code=booking["confirmation_code"])
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//machiai//booking//JA",
+        "CALSCALE:GREGORIAN",
+        "BEGIN:VEVENT",
+        f"UID:{booking['booking_id']}@machiai",
+        f"DTSTAMP:{datetime.now(UTC).strftime(stamp)}",
+        f"DTSTART:{starts.astimezone(UTC).strftime(stamp)}",
+        f"DTEND:{(starts + timedelta(minutes=minutes)).astimezone(UTC).strftime(stamp)}",
+        f"SUMMARY:{_ics_text(summary)}",
+        f"LOCATION:{_ics_text(place)}",
+        f"DESCRIPTION:{_ics_text(description)}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    return Response(
+        "\r\n".join(lines) + "\r\n",
+        media_type="text/calendar; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="vaccination.ics"',
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/book/slots", slots, methods=["GET"]),
+        Route("/book/hold", hold_post, methods=["POST"]),
+        Route("/book/review", review, methods=["GET"]),
+        Route("/book/extend", extend_post, methods=["POST"]),
+        Route("/book/release", release_post, methods=["POST"]),
+        Route("/book/confirm", confirm_post, methods=["POST"]),
+        Route("/book/done", done, methods=["GET"]),
+        Route("/book/ics", ics, methods=["GET"]),
+    ]

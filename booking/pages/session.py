@@ -1,0 +1,42 @@
+"""The resident's session on the pages: it travels as ``s`` in the URL and in every form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from booking import errors
+from booking.domain import Resident, Session
+from booking.pages.common import Form, ctx_of, link, query, tokens_of
+from booking.services import sessions
+
+MAX_TOKEN_CHARS = 2000
+
+
+async def current_session(request: Request, posted: Form | None = None) -> tuple[str, Session]:
+    """(token, live session) from the form or the query; a lapsed or ended one is refused."""
+    token = (posted or query(request)).get("s")
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise errors.SessionExpired()
+    session = await sessions.load_session(ctx_of(request), tokens_of(request), token)
+    return token, session
+
+
+def person(session: Session, voucher: str | None) -> Resident:
+    """The household resident the page acts for (the resident themself by default)."""
+    found = session.member(voucher)
+    if found is None:
+        raise errors.NoBooking()
+    return found
+
+
+def nav(token: str, session: Session, lang: str) -> dict[str, Any]:
+    """The links every page of a session shows (built once per page, not per link)."""
+    return {
+        "s": token,
+        "admitted": session.admitted,
+        "slots": link("/book/slots", s=token, lang=lang),
+        "mine": link("/book/mine", s=token, lang=lang),
+        "household": link("/book/household", s=token, lang=lang),
+    }

@@ -1,0 +1,275 @@
+"""Who the resident is: voucher number and birth date, checked against the registry.
+
+Three doors, one form: ``/enter`` (arriving from the line with an admission pass: may
+book), ``/mine`` (seeing, changing and cancelling bookings without queueing), and
+``/book/household`` (adding a family member to book for). Every identity failure gets
+the same answer, and attempts are throttled per client and per voucher, exactly as the
+JSON API's sign-in.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from booking import errors
+from booking.pages.common import (
+    Form,
+    ctx_of,
+    form,
+    language,
+    link,
+    notice,
+    problem,
+    query,
+    render,
+    see_other,
+    tokens_of,
+)
+from booking.pages.forms import FormErrors, birth_date, era_of, voucher_number, western_year
+from booking.pages.session import current_session, nav
+from booking.services import sessions
+from machiai.i18n import N_, tr
+
+IDENTITY_REFUSED = N_(
+    "We could not confirm this voucher number with this date of birth. Please check both "
+    "against your voucher. If they are right, please phone us."
+)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _values(f: Form) -> dict[str, str]:
+    return {name: f.get(name) for name in ("voucher", "year", "month", "day")}
+
+
+def _era(values: dict[str, str]) -> str:
+    year = western_year(values.get("year", "")) if values.get("year") else None
+    return era_of(year) if year is not None and 1868 <= year <= 2100 else ""
+
+
+def _read(f: Form) -> tuple[str, date | None, FormErrors]:
+    problems = FormErrors()
+    voucher = voucher_number(f.get("voucher"), problems)
+    born = birth_date(f.get("year"), f.get("month"), f.get("day"), problems)
+    return voucher, born, problems
+
+
+def _form_page(
+    request: Request,
+    lang: str,
+    *,
+    title: str,
+    action: str,
+    hidden: dict[str, str],
+    button: str,
+    values: dict[str, str] | None = None,
+    problems: dict[str, str] | None = None,
+    intro: str = "",
+    after: str = "",
+    status: int = 200,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    values = values or {}
+    return render(
+        request,
+        "signin.html",
+        lang,
+        {
+            "title": title,
+            "heading": title,
+            "intro": intro,
+            "after": after,
+            "action": action,
+            "hidden": hidden,
+            "button": button,
+            "values": values,
+            "problems": problems or {},
+            "era": _era(values),
+            **(extra or {}),
+        },
+        status=status,
+    )
+
+
+# -- /enter: arriving from the line -----------------------------------------------------
+def _enter_page(request: Request, lang: str, pass_token: str, **kw: Any) -> Response:
+    return _form_page(
+        request,
+        lang,
+        title=tr(lang, N_("Enter your voucher number and date of birth")),
+        action="/enter",
+        hidden={"pass": pass_token},
+        button=tr(lang, N_("Continue")),
+        intro=tr(lang, N_("It is your turn. We check who you are, then you choose a time.")),
+        **kw,
+    )
+
+
+async def enter(request: Request) -> Response:
+    lang = language(request)
+    pass_token = query(request).get("pass")
+    if not sessions.pass_looks_valid(ctx_of(request), tokens_of(request), pass_token):
+        # Said before the resident types anything (a signature check, no round trip).
+        return problem(request, lang, errors.PassInvalid())
+    return _enter_page(request, lang, pass_token)
+
+
+async def enter_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    pass_token = f.get("pass")
+    voucher, born, problems = _read(f)
+    if problems or born is None:
+        return _enter_page(
+            request, lang, pass_token, values=_values(f), problems=problems.problems, status=422
+        )
+    try:
+        opened = await sessions.start_session(
+            ctx_of(request), tokens_of(request), pass_token, voucher, born, _client(request)
+        )
+    except errors.IdentityRefused:
+        return _enter_page(
+            request,
+            lang,
+            pass_token,
+            values=_values(f),
+            problems={"voucher": IDENTITY_REFUSED},
+            status=403,
+        )
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    return see_other(link("/book/slots", s=opened.token, lang=lang))
+
+
+# -- /mine: my bookings without queueing ------------------------------------------------
+def _mine_page(request: Request, lang: str, event_id: str, **kw: Any) -> Response:
+    return _form_page(
+        request,
+        lang,
+        title=tr(lang, N_("See, change or cancel my booking")),
+        action="/mine",
+        hidden={"event": event_id},
+        button=tr(lang, N_("Show my bookings")),
+        intro=tr(lang, N_("You do not need to wait in line to see or cancel a booking.")),
+        **kw,
+    )
+
+
+async def mine(request: Request) -> Response:
+    lang = language(request)
+    event_id = query(request).get("event")
+    if not event_id:
+        return see_other(link("/", lang=lang))
+    return _mine_page(request, lang, event_id)
+
+
+async def mine_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    event_id = f.get("event")
+    voucher, born, problems = _read(f)
+    if problems or born is None:
+        return _mine_page(
+            request, lang, event_id, values=_values(f), problems=problems.problems, status=422
+        )
+    try:
+        opened = await sessions.start_lookup(
+            ctx_of(request), tokens_of(request), event_id, voucher, born, _client(request)
+        )
+    except errors.IdentityRefused:
+        return _mine_page(
+            request,
+            lang,
+            event_id,
+            values=_values(f),
+            problems={"voucher": IDENTITY_REFUSED},
+            status=403,
+        )
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    return see_other(link("/book/mine", s=opened.token, lang=lang))
+
+
+# -- /book/household: a family member to book for ---------------------------------------
+def _household_page(request: Request, lang: str, token: str, **kw: Any) -> Response:
+    return _form_page(
+        request,
+        lang,
+        title=tr(lang, N_("Add a family member")),
+        action="/book/household",
+        hidden={"s": token},
+        button=tr(lang, N_("Add this person")),
+        intro=tr(
+            lang,
+            N_(
+                "You can book for up to 3 family members. Each has their own voucher; "
+                "enter their voucher number and date of birth."
+            ),
+        ),
+        **kw,
+    )
+
+
+async def household(request: Request) -> Response:
+    lang = language(request)
+    try:
+        token, session = await current_session(request)
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    return _household_page(
+        request,
+        lang,
+        token,
+        extra={
+            "nav": nav(token, session, lang),
+            "notice": notice(lang, query(request).opt("notice")),
+        },
+    )
+
+
+async def household_post(request: Request) -> Response:
+    f = await form(request)
+    lang = language(request, f.opt("lang"))
+    try:
+        token, session = await current_session(request, f)
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    voucher, born, problems = _read(f)
+    page = {"values": _values(f), "extra": {"nav": nav(token, session, lang)}}
+    if problems or born is None:
+        return _household_page(request, lang, token, problems=problems.problems, status=422, **page)
+    try:
+        token, session = await sessions.add_member(
+            ctx_of(request), tokens_of(request), session, voucher, born, _client(request)
+        )
+    except errors.IdentityRefused:
+        return _household_page(
+            request, lang, token, problems={"voucher": IDENTITY_REFUSED}, status=403, **page
+        )
+    except errors.HouseholdFull:
+        return see_other(link("/book/mine", s=token, notice="household_full", lang=lang))
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    if session.admitted:
+        return see_other(
+            link("/book/slots", s=token, who=voucher, notice="member_added", lang=lang)
+        )
+    return see_other(link("/book/mine", s=token, notice="member_added", lang=lang))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/enter", enter, methods=["GET"]),
+        Route("/enter", enter_post, methods=["POST"]),
+        Route("/mine", mine, methods=["GET"]),
+        Route("/mine", mine_post, methods=["POST"]),
+        Route("/book/household", household, methods=["GET"]),
+        Route("/book/household", household_post, methods=["POST"]),
+    ]
