@@ -142,6 +142,11 @@ class Templates:
             self.envs[lang] = env
 
 
+def tr_n(lang: str, singular: str, plural: str, n: int, **values: Any) -> str:
+    """The singular or plural text for ``n`` in ``lang`` (``%(num)s`` is ``n``)."""
+    return translations(lang).ngettext(singular, plural, n) % {"num": n, **values}
+
+
 def environment(loader: BaseLoader) -> Templates:
     return Templates(loader)
 

@@ -12,16 +12,19 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from booking import errors
-from booking.domain import HoldRef, Session
+from booking.domain import Clinic, HoldRef, Session
 from booking.pages.common import (
     JST,
     clinic_name,
+    clock,
     ctx_of,
+    day,
     day_label,
     form,
     language,
@@ -34,8 +37,8 @@ from booking.pages.common import (
 )
 from booking.pages.session import current_session, nav, person
 from booking.services import bookings, confirm, hold, sessions
-from booking.services.availability import Availability, SearchFilter
-from machiai.i18n import N_, tr
+from booking.services.availability import Availability, SearchFilter, SlotOffer
+from machiai.i18n import N_, tr, tr_n
 
 PAGE_SIZE = 10
 # Refusals that send the resident back to the list of times, with a sentence.
@@ -130,17 +133,46 @@ async def slots(request: Request) -> Response:
             )
         except errors.AppError as exc:
             return problem(request, lang, exc)
+        clinics = sorted(
+            (clinic_of[c] for c in choices.clinic_ids if c in clinic_of),
+            key=lambda c: clinic_name(c, lang),
+        )
         context.update(
-            offers=offers,
+            offers=[_shown(o, clinic_of, lang) for o in offers],
             more=more,
-            clinic_of=clinic_of,
-            dates=[
-                {"value": d.isoformat(), "label": day_label(d, lang)} for d in choices.days[:120]
-            ],
-            areas=choices.areas,
-            clinics=sorted(clinic_of.values(), key=lambda c: clinic_name(c, lang)),
+            date_options=options(
+                [(d.isoformat(), day_label(d, lang)) for d in choices.days[:120]], chosen["date"]
+            ),
+            area_options=options([(a, a) for a in choices.areas], chosen["area"]),
+            clinic_options=options(
+                [(c.clinic_id, clinic_name(c, lang)) for c in clinics], chosen["clinic"]
+            ),
         )
     return render(request, "slots.html", lang, context)
+
+
+def _shown(offer: SlotOffer, clinic_of: dict[str, Clinic], lang: str) -> dict[str, Any]:
+    """What a time's card says, worked out here once (a list page shows ten)."""
+    m = offer.meta
+    when_day, when_time = day(m.starts_at, lang), clock(m.starts_at)
+    return {
+        "slot_id": m.slot_id,
+        "clinic": clinic_name(clinic_of.get(m.clinic_id), lang),
+        "area": m.area,
+        "when": f"{when_day} {when_time}",
+        "left": tr_n(lang, "%(num)s place left", "%(num)s places left", offer.remaining),
+        "choose": tr(lang, "Choose %(day)s %(time)s", day=when_day, time=when_time),
+    }
+
+
+def options(pairs: list[tuple[str, str]], chosen: str) -> Markup:
+    """``<option>`` elements, escaped once here rather than piece by piece in the template."""
+    return Markup("").join(
+        Markup('<option value="{}"{}>{}</option>').format(
+            value, Markup(" selected") if value == chosen else "", label
+        )
+        for value, label in pairs
+    )
 
 
 async def hold_post(request: Request) -> Response:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote
 
 from jinja2 import PackageLoader
 from starlette.requests import Request
@@ -127,19 +128,35 @@ async def form(request: Request) -> Form:
 
 
 def query(request: Request) -> Form:
-    return Form(parse_qs(request.url.query, keep_blank_values=True))
+    """The query string's fields, parsed once per request (from the raw ASGI scope)."""
+    cached: Form | None = request.scope.get("machiai.query")
+    if cached is None:
+        raw = request.scope.get("query_string", b"").decode("latin-1")
+        cached = Form(parse_qs(raw, keep_blank_values=True))
+        request.scope["machiai.query"] = cached
+    return cached
 
 
 def language(request: Request, given: str | None = None) -> str:
     return i18n.choose(
-        given or request.query_params.get("lang"), request.headers.get("accept-language", "")
+        given or query(request).opt("lang"), request.headers.get("accept-language", "")
     )
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
+
+
 def link(path: str, **params: Any) -> str:
-    """``path`` with the non-empty parameters, in a stable order."""
-    kept = {k: v for k, v in params.items() if v not in (None, "")}
-    return f"{path}?{urlencode(kept)}" if kept else path
+    """``path`` with the non-empty parameters, in a stable order. Values that need no
+    escaping (session tokens, ids, codes) are not run through the escaper: pages build
+    a dozen links each."""
+    parts = []
+    for name, value in params.items():
+        if value is None or value == "":
+            continue
+        text = str(value)
+        parts.append(f"{name}={text if _PLAIN.fullmatch(text) else quote(text, safe='')}")
+    return f"{path}?{'&'.join(parts)}" if parts else path
 
 
 def render(
@@ -152,7 +169,7 @@ def render(
     """The page in ``lang``, with the switch to the other language keeping the resident
     where they are (same path and parameters)."""
     other = "en" if lang == "ja" else "ja"
-    params = {k: v for k, v in request.query_params.items() if k != "lang"}
+    params = {k: v[0] for k, v in query(request).values.items() if k != "lang"}
     settings = ctx_of(request).settings
     html = i18n.render(
         ENV,

@@ -84,15 +84,14 @@ async def confirm_booking(
 ) -> dict[str, Any]:
     """Turn the resident's live hold into a booking (replacing ``replaces`` if given).
 
-    A session liveness check owed (``check``) travels with the hold claim when there is
-    nothing to replay; a lapsed session books nothing (its claimed hold lapses on its own).
+    A session liveness check owed (``check``) travels with the hold claim; a lapsed
+    session books nothing (its claimed hold lapses on its own).
+
+    A retried request (same idempotency key) gets the first one's result, without a read
+    of the idempotency record up front on every confirm: a retry that comes after its twin
+    committed finds the hold gone and replays then; a twin still in flight collides with
+    the first on the idempotency record (or the booking itself) and replays then.
     """
-    if idem is not None:
-        await sessions.check_live(ctx, check)
-        check = None
-    first = await replay(ctx, idem)
-    if first is not None:
-        return first
     replaces_id = None
     if replaces is not None:
         replaces_id = pg.parse_uuid(replaces)
@@ -113,7 +112,7 @@ async def confirm_booking(
     else:
         await sessions.check_live(ctx, check)
     if hold is None or left_ms is None:
-        # A concurrent twin of this request may have finished meanwhile: its result wins.
+        # A twin of this request may have finished meanwhile: its result wins.
         again = await replay(ctx, idem)
         if again is not None:
             return again
@@ -141,6 +140,15 @@ async def confirm_booking(
         again = await replay(ctx, idem)
         assert again is not None
         return again
+    except errors.AppError:
+        # Refused (full, duplicate, closed, down): the place goes back at once. When the
+        # refusal is that a twin of this request (same key) booked first, the twin's
+        # result is the answer.
+        await ctx.redis.give_back(hold, resident)
+        again = await replay(ctx, idem)
+        if again is not None:
+            return again
+        raise
     except BaseException:
         # Refused (full, duplicate, closed, down): the place goes back at once.
         await ctx.redis.give_back(hold, resident)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import asyncpg
@@ -93,3 +94,33 @@ async def test_idempotent_cancel_returns_the_first_result(
 async def _states(db: asyncpg.Pool, sid: str) -> list[SlotState]:
     async with db.acquire() as conn:
         return await pg.slot_states(conn, [sid])
+
+
+async def test_a_double_submitted_confirm_books_once_at_once_or_later(
+    ctx: Ctx, db: asyncpg.Pool, world: World
+) -> None:
+    """The same idempotency key sent twice at the same moment, and again after: one
+    booking, every answer the same (the confirm reads no record up front; the twins meet
+    on the record or the booking and replay)."""
+    async with db.acquire() as conn:
+        sid = await make_slot(conn, world.clinic_id, world.event_id, 3)
+    await rebuild_inventory(ctx)
+    actor = web(world.municipality, world.event_id)
+    for n in range(6):
+        who = resident(world.municipality, 20 + n)
+        held = await hold_slot(ctx, actor, who, sid) if n < 3 else None
+        if held is None:
+            continue
+        idem = idempotency(actor, "confirm", f"tap-{n}", {"hold_id": held.hold_id})
+        twins = await asyncio.gather(
+            *(confirm_booking(ctx, actor, who, held.hold_id, idem) for _ in range(4))
+        )
+        later = await confirm_booking(ctx, actor, who, held.hold_id, idem)
+        assert all(t == twins[0] for t in twins) and later == twins[0]
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM bookings WHERE voucher_number = $1", who.voucher
+            )
+            == 1
+        )
+    assert await pg_slot(db, sid) == (3, 3)

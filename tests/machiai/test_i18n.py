@@ -12,8 +12,8 @@ from jinja2 import DictLoader
 from machiai import i18n
 
 ROOT = Path(__file__).resolve().parents[2]
-# Python: i18n.tr(lang, message) and N_(message); templates: _(), gettext(), ngettext().
-KEYWORDS = {"tr": (2,), "N_": None, "_": None, "gettext": None, "ngettext": (1, 2)}
+# Python: i18n.tr(lang, message), tr_n(lang, one, many, n), N_(message); templates: _() etc.
+KEYWORDS = {"tr": (2,), "tr_n": (2, 3), "N_": None, "_": None, "gettext": None, "ngettext": (1, 2)}
 METHODS = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
 
 
