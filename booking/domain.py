@@ -120,9 +120,37 @@ class HoldRef:
         return f"{self.token}:{resident.ref}"
 
 
+def places_left(
+    channel: Channel,
+    *,
+    capacity: int,
+    booked: int,
+    booked_phone: int,
+    kept: int,
+    web_held: int = 0,
+    phone_held: int = 0,
+) -> int:
+    """Places one more booking of ``channel`` could take, under promise "the phone keeps its
+    share": ``kept`` places (0 once released) are the phone pool; phone bookings and holds
+    use it first and overflow into the web pool, web ones use only the web pool, so the
+    phone occupies max(booked_phone + phone_held, kept) places. An operator may take any
+    place left; a web resident only what the phone does not occupy.
+
+    For the counts shown: the hold script (booking/lua/hold_slot-3.lua) and the booking
+    statement (booking.store.pg.WEB_LEFT_SQL) decide, each with this same rule."""
+    if channel is Channel.OPERATOR:
+        return capacity - booked - web_held - phone_held
+    web_used = booked - booked_phone + web_held
+    return capacity - web_used - max(booked_phone + phone_held, kept)
+
+
 @dataclass(frozen=True, slots=True)
 class SlotState:
-    """A slot as Postgres has it, in the shape Redis mirrors."""
+    """A slot as Postgres has it, in the shape Redis mirrors.
+
+    ``booked_phone``: how many of ``booked`` an operator made; ``kept``: the places its
+    event keeps for the phone until ``release_ms`` (far in the future when it keeps them
+    for as long as the slot can be booked); see :func:`places_left`."""
 
     slot_id: str
     version: int
@@ -131,6 +159,27 @@ class SlotState:
     closed: bool
     from_ms: int
     until_ms: int
+    booked_phone: int = 0
+    kept: int = 0
+    release_ms: int = 0
+
+    def kept_at(self, now_ms: int) -> int:
+        """Places kept for the phone at ``now_ms`` (none from the release on)."""
+        return self.kept if now_ms < self.release_ms else 0
+
+    def left(self, channel: Channel, now_ms: int) -> int:
+        """Places ``channel`` could book at ``now_ms`` by this state alone (no holds): 0
+        when closed or outside the booking window."""
+        if self.closed or not self.from_ms <= now_ms < self.until_ms:
+            return 0
+        found = places_left(
+            channel,
+            capacity=self.capacity,
+            booked=self.booked,
+            booked_phone=self.booked_phone,
+            kept=self.kept_at(now_ms),
+        )
+        return max(0, found)
 
 
 @dataclass(frozen=True, slots=True)

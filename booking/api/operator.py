@@ -31,7 +31,10 @@ async def search_slots(request: Request) -> Response:
     filt = search_filter(q)
     ctx = ctx_of(request)
     await operator.check_event(ctx, actor, event_id)
-    offers, more = await request.app.state.availability.search(ctx, event_id, filt)
+    # Operators see every place left, the ones kept for the phone too.
+    offers, more = await request.app.state.availability.search(
+        ctx, event_id, filt, channel=actor.channel
+    )
     return ok({"slots": [slot_json(o) for o in offers], "more": more})
 
 

@@ -10,8 +10,8 @@
 
   Why a separate script: the pointer and the slot's holds live under different hash
   tags (resident vs slot), so one script cannot touch both on Redis Cluster. The store
-  sends this script and hold_slot-2 in one pipeline; whichever half the other refused
-  is given back at once (release_resident-1 / release_hold-1). A crash in between
+  sends this script and hold_slot-3 in one pipeline; whichever half the other refused
+  is given back at once (release_resident-1 / release_hold-2). A crash in between
   leaves only a pointer or a place that expire on their own, never a second pointer:
   a resident never has two live holds.
 ]]

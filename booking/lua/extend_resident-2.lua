@@ -6,7 +6,7 @@
   ARGV[1]  the hold's public id "<slot id>.<token>"
   ARGV[2]  ttl_ms  the pointer's new lifetime from now (= hold time)
 
-  Returns  1  extended (the caller extends the slot's hold to match: claim_hold-1)
+  Returns  1  extended (the caller extends the slot's hold to match: claim_hold-2)
            -6 HOLD_EXPIRED     the pointer is gone or names another hold
            -9 EXTENDED_BEFORE  this hold was extended once already
 

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from booking import errors
-from booking.domain import Clinic, SlotMeta
+from booking.domain import Channel, Clinic, SlotMeta
 from booking.services.context import Ctx
 from booking.store import pg
 from machiai.single_flight import SingleFlight
@@ -156,6 +156,7 @@ class Availability:
         *,
         skip: int = 0,
         limit: int | None = None,
+        channel: Channel = Channel.WEB,
     ) -> tuple[list[SlotOffer], bool]:
         """Future slots of the event matching the filter that have places to hold now,
         soonest first: ``limit`` of them after the first ``skip``, and whether more would
@@ -177,7 +178,8 @@ class Availability:
                 continue
             if not candidates:
                 continue
-            left = await self._places_left(ctx, event_id, [m.slot_id for m in candidates])
+            ids = [m.slot_id for m in candidates]
+            left = await self._places_left(ctx, event_id, ids, channel)
             for m in candidates:
                 remaining = left.get(m.slot_id) or 0
                 if remaining <= 0:
@@ -202,10 +204,13 @@ class Availability:
                     self._clinics[clinic.clinic_id] = (now + self.ttl_s, clinic)
         return {c: self._clinics[c][1] for c in clinic_ids if c in self._clinics}
 
-    async def _places_left(self, ctx: Ctx, event_id: str, ids: list[str]) -> dict[str, int | None]:
-        """Places left per slot: Redis (shared for a second), Postgres where Redis has none."""
+    async def _places_left(
+        self, ctx: Ctx, event_id: str, ids: list[str], channel: Channel = Channel.WEB
+    ) -> dict[str, int | None]:
+        """Places ``channel`` may book per slot (residents: the web pool's; operators: every
+        place): Redis (shared for a second), Postgres where Redis has none."""
         try:
-            left = await self._live_left(ctx, event_id, ids)
+            left = await self._live_left(ctx, event_id, ids, channel)
         except errors.Busy:
             left = {}
         missing = [sid for sid in ids if left.get(sid) is None]
@@ -213,8 +218,7 @@ class Availability:
             now_ms = int(time.time() * 1000)
             async with pg.acquire(ctx.pool) as conn:
                 for state in await pg.slot_states(conn, missing):
-                    bookable = not state.closed and state.from_ms <= now_ms < state.until_ms
-                    left[state.slot_id] = max(0, state.capacity - state.booked) if bookable else 0
+                    left[state.slot_id] = state.left(channel, now_ms)
         return left
 
     def _cached_left(self, ids: list[str]) -> tuple[dict[str, int | None], list[str]]:
@@ -229,9 +233,15 @@ class Availability:
                 found[sid] = entry[1]
         return found, stale
 
-    async def _live_left(self, ctx: Ctx, event_id: str, ids: list[str]) -> dict[str, int | None]:
+    async def _live_left(
+        self, ctx: Ctx, event_id: str, ids: list[str], channel: Channel = Channel.WEB
+    ) -> dict[str, int | None]:
         """Places left per slot from Redis, shared for ``LIVE_COUNTS_S``; None where Redis
-        has no inventory for the slot (not cached: the caller asks Postgres)."""
+        has no inventory for the slot (not cached: the caller asks Postgres). The shared
+        counts are the residents' (web); an operator's search (a call centre's few) reads
+        its own."""
+        if channel is not Channel.WEB:
+            return await ctx.redis.slot_left(ids, channel)
         found, stale = self._cached_left(ids)
         if not stale:
             return found

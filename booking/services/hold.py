@@ -50,6 +50,10 @@ async def hold_slot(
 ) -> Hold:
     """Reserve one place for ``hold_ms``; invariant: at most one live hold per resident.
 
+    The place comes from the pool of the actor's channel (promise "the phone keeps its
+    share": a web resident never holds a place kept for the phone before its release);
+    ``left`` is what that channel may still hold.
+
     The resident pointer and the slot hold are two scripts on two hash tags, sent in
     one round trip (with the session liveness check when one is owed). The pointer
     decides: a refused pointer gives its slot hold straight back (that hold's id was
@@ -59,8 +63,9 @@ async def hold_slot(
     await visible_slot(ctx, actor, slot_id)
     hold = HoldRef.new(slot_id)
     hold_ms = ctx.settings.hold_ms
+    channel = actor.channel
     attempt = await ctx.redis.claim_resident_and_hold(
-        resident, hold, hold_ms, None if check is None else check.key
+        resident, hold, hold_ms, None if check is None else check.key, channel=channel
     )
     left, refusal = attempt.left, attempt.refusal
     try:
@@ -80,7 +85,8 @@ async def hold_slot(
             if not await load_slot(ctx, slot_id):
                 raise errors.NotFound()
             try:
-                left, refusal = await ctx.redis.hold_slot(hold, resident, hold_ms), None
+                left = await ctx.redis.hold_slot(hold, resident, hold_ms, channel=channel)
+                refusal = None
             except ScriptRefused as exc:
                 refusal = exc.code
         if refusal is not None:

@@ -1,7 +1,7 @@
 """Redis inventory rebuilt from Postgres: at start, when the epoch key vanishes, per slot on demand.
 
 Invariant: Redis never believes in more places than Postgres had at some
-version; every write is the full, versioned slot state (apply_slot-2), so a
+version; every write is the full, versioned slot state (apply_slot-3), so a
 rebuild racing live confirms converges on the newest Postgres state. Holds
 lost with a flush are gone (their residents get ``hold_expired``); the guarded
 UPDATE in Postgres stops any oversell meanwhile.
@@ -50,15 +50,35 @@ async def rebuild_inventory(ctx: Ctx) -> int:
     # requests of a surge do not each meet NOSCRIPT and load them again.
     await ctx.redis.load_scripts()
     async with pg.acquire(ctx.pool) as conn:
+        # The shares before the slots: a share changed in between is older in the record
+        # than in the mirror, and only mirrored once more.
+        shares = await pg.phone_shares(conn)
         states = await pg.slot_states(conn)
     await ctx.redis.apply_slots(states)
-    await ctx.redis.set_epoch(f"{int(time.time())}:{uuid.uuid4().hex[:8]}")
+    await ctx.redis.set_epoch(f"{int(time.time())}:{uuid.uuid4().hex[:8]}", shares)
     return len(states)
 
 
 async def ensure_inventory(ctx: Ctx) -> bool:
-    """Rebuild when the epoch key is missing (Redis restarted empty or was flushed)."""
-    if await ctx.redis.epoch() is None:
+    """Rebuild when the epoch key is missing (Redis restarted empty or was flushed); True
+    when it did.
+
+    Otherwise mirror again the slots of every event whose phone share an administrator
+    changed (in the waitroom) since its slots were mirrored: Redis holds each slot's kept
+    places and release time, and must agree with Postgres within a refresh (the change
+    bumped those slots' versions, migration 0003, so the newer state is taken). One small
+    Postgres read and one Redis round trip per refresh, off the hot paths."""
+    async with pg.acquire(ctx.pool) as conn:
+        shares = await pg.phone_shares(conn)
+    epoch, mirrored = await ctx.redis.epoch_and_shares(list(shares))
+    if epoch is None:
         await rebuild_inventory(ctx)
         return True
+    changed = {ev: share for ev, share in shares.items() if mirrored.get(ev) != share}
+    if changed:
+        async with pg.acquire(ctx.pool) as conn:
+            states = await pg.event_slot_states(conn, list(changed))
+        await ctx.redis.apply_slots(states)
+        await ctx.redis.remember_shares(changed)
+        ctx.inventory_changed.set()
     return False

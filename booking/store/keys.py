@@ -14,14 +14,21 @@ def slot_tag(prefix: str, slot_id: str) -> str:
 
 
 def slot_inventory(prefix: str, slot_id: str) -> str:
-    """HASH: cap, booked, closed (0/1), from_ms, until_ms (bookable window), ver (Postgres)."""
+    """HASH: cap, booked, closed (0/1), from_ms, until_ms (bookable window), phone (of booked,
+    the operators'), kept (places kept for the phone until) release_ms, ver (Postgres)."""
     return f"{slot_tag(prefix, slot_id)}:inv"
 
 
 def slot_holds(prefix: str, slot_id: str) -> str:
-    """ZSET: ``<token>:<municipality>:<voucher>`` -> expiry (ms, Redis TIME). Expired members
-    are skipped and pruned lazily."""
+    """ZSET of web holds: ``<token>:<municipality>:<voucher>`` -> expiry (ms, Redis TIME).
+    Expired members are skipped and pruned lazily."""
     return f"{slot_tag(prefix, slot_id)}:holds"
+
+
+def slot_phone_holds(prefix: str, slot_id: str) -> str:
+    """ZSET of operators' holds, as :func:`slot_holds`: apart, so the hold script can count
+    what the phone occupies of its kept share."""
+    return f"{slot_tag(prefix, slot_id)}:phone-holds"
 
 
 def resident_hold(prefix: str, municipality: str, voucher: str) -> str:
@@ -43,6 +50,12 @@ def throttle_voucher(prefix: str, municipality: str, voucher: str) -> str:
 def throttle_client(prefix: str, client: str) -> str:
     """STRING counter of identity attempts from one client address, PX = window."""
     return f"{prefix}{{cl:{client}}}:attempts"
+
+
+def phone_shares(prefix: str) -> str:
+    """HASH: event id -> its phone share ("<pct>:<release ms>") as its slots were last
+    mirrored; a different one in Postgres (an administrator changed it) mirrors them again."""
+    return f"{prefix}booking:phone-shares"
 
 
 def epoch(prefix: str) -> str:

@@ -39,13 +39,39 @@ UNAVAILABLE = (
     asyncpg.exceptions.CannotConnectNowError,
 )
 
-SLOT_STATE_SQL = """
-SELECT s.id::text AS slot_id, s.version, s.capacity, s.booked,
-       (s.closed OR e.state = 'closed') AS closed,
-       (extract(epoch FROM greatest(e.opens_at, coalesce(s.publish_from, e.opens_at)))
-           * 1000)::bigint AS from_ms,
-       (extract(epoch FROM least(e.closes_at, coalesce(s.publish_until, e.closes_at), s.starts_at))
-           * 1000)::bigint AS until_ms
+# Promise: the phone keeps its share (migration 0003; booking/README.md). Before its event's
+# release time (NULL: never, so for as long as the slot can be booked) a slot keeps
+# KEPT_SQL = floor(capacity x pct / 100) places for the operator channel: the phone pool.
+# Phone bookings and holds use it first and overflow into the rest, the web pool; web ones
+# use only the web pool. So the phone occupies greatest(booked_phone, kept) places and a web
+# booking needs WEB_LEFT_SQL > 0; after the release nothing is kept. Written here once for
+# Postgres (the booking statement's guard, the counts shown); Redis gets ``kept`` and
+# ``release_ms`` with every slot state and applies the same rule on its own clock
+# (hold_slot-3.lua), so the release needs no job in either.
+KEPT_SQL = "(s.capacity * e.phone_share_pct / 100)"
+RELEASE_MS_SQL = (
+    "coalesce((extract(epoch FROM e.phone_release_at) * 1000)::bigint, 253402300800000)"
+)
+KEPT_NOW_SQL = (
+    f"(CASE WHEN e.phone_release_at IS NULL OR now() < e.phone_release_at THEN {KEPT_SQL} "
+    "ELSE 0 END)"
+)
+WEB_LEFT_SQL = (
+    f"(s.capacity - (s.booked - s.booked_phone) - greatest(s.booked_phone, {KEPT_NOW_SQL}))"
+)
+
+# A slot's state as Redis mirrors it (SlotState), over a slot ``s`` and its event ``e``:
+# written once for a rebuild, a cancel and the booking statement's RETURNING.
+SLOT_STATE_COLUMNS = f"""
+    s.version, s.capacity, s.booked, s.booked_phone, (s.closed OR e.state = 'closed') AS closed,
+    (extract(epoch FROM greatest(e.opens_at, coalesce(s.publish_from, e.opens_at)))
+        * 1000)::bigint AS from_ms,
+    (extract(epoch FROM least(e.closes_at, coalesce(s.publish_until, e.closes_at), s.starts_at))
+        * 1000)::bigint AS until_ms,
+    {KEPT_SQL} AS kept, {RELEASE_MS_SQL} AS release_ms
+"""
+SLOT_STATE_SQL = f"""
+SELECT s.id::text AS slot_id, {SLOT_STATE_COLUMNS}
 FROM slots s JOIN events e ON e.id = s.event_id
 """
 
@@ -83,15 +109,19 @@ def confirmation_code() -> str:
     return "".join(letters[:8])
 
 
-def slot_state(row: Row) -> SlotState:
+def slot_state(row: Row, prefix: str = "") -> SlotState:
+    """The SlotState in a row of SLOT_STATE_COLUMNS (``prefix``: their names' prefix)."""
     return SlotState(
-        slot_id=str(row["slot_id"]),
-        version=int(row["version"]),
-        capacity=int(row["capacity"]),
-        booked=int(row["booked"]),
-        closed=bool(row["closed"]),
-        from_ms=int(row["from_ms"]),
-        until_ms=int(row["until_ms"]),
+        slot_id=str(row[f"{prefix}slot_id"]),
+        version=int(row[f"{prefix}version"]),
+        capacity=int(row[f"{prefix}capacity"]),
+        booked=int(row[f"{prefix}booked"]),
+        closed=bool(row[f"{prefix}closed"]),
+        from_ms=int(row[f"{prefix}from_ms"]),
+        until_ms=int(row[f"{prefix}until_ms"]),
+        booked_phone=int(row[f"{prefix}booked_phone"]),
+        kept=int(row[f"{prefix}kept"]),
+        release_ms=int(row[f"{prefix}release_ms"]),
     )
 
 
@@ -140,6 +170,22 @@ async def slot_states(conn: Conn, slot_ids: Sequence[str] | None = None) -> list
     else:
         rows = await conn.fetch(SLOT_STATE_SQL + " WHERE s.id = ANY($1::uuid[])", list(slot_ids))
     return [slot_state(r) for r in rows]
+
+
+async def event_slot_states(conn: Conn, event_ids: Sequence[str]) -> list[SlotState]:
+    """State of every slot of the given events."""
+    rows = await conn.fetch(SLOT_STATE_SQL + " WHERE s.event_id = ANY($1::text[])", event_ids)
+    return [slot_state(r) for r in rows]
+
+
+async def phone_shares(conn: Conn) -> dict[str, str]:
+    """Each event not over, with its phone share as one string ("<pct>:<release ms>"): what
+    its slots' mirrors were built from, to notice when an administrator changed it."""
+    rows = await conn.fetch(
+        f"SELECT e.id, e.phone_share_pct::text || ':' || {RELEASE_MS_SQL}::text AS share "
+        "FROM events e WHERE e.closes_at > now() - interval '1 day'"
+    )
+    return {r["id"]: r["share"] for r in rows}
 
 
 SLOT_META_SQL = """
@@ -239,14 +285,17 @@ async def open_events(conn: Conn) -> list[dict[str, Any]]:
 
 
 async def event_remaining(conn: Conn) -> dict[str, int]:
-    """Places left (capacity − booked) of bookable slots, per event that is not over.
+    """Places a web resident can book (the web pool's places left, WEB_LEFT_SQL) of bookable
+    slots, per event that is not over: the line is made of web residents, so the places
+    kept for the phone are not theirs to wait for — until the release, when they count.
 
     Invariant: an event that has not opened yet counts the places that will be bookable at
     its opening (the bookable rule taken at ``opens_at``), never 0 for not being open yet —
     the waitroom shows them to its pre-queue and must not read "sold out" at opening."""
+    at = WEB_LEFT_SQL.replace("now()", "moment.t")
     rows = await conn.fetch(
         f"""
-        SELECT e.id, coalesce(sum(greatest(s.capacity - s.booked, 0))
+        SELECT e.id, coalesce(sum(greatest({at}, 0))
                               FILTER (WHERE {BOOKABLE_SQL.replace("now()", "moment.t")}),
                               0) AS remaining
         FROM events e CROSS JOIN LATERAL (SELECT greatest(now(), e.opens_at) AS t) AS moment
@@ -259,12 +308,13 @@ async def event_remaining(conn: Conn) -> dict[str, int]:
 
 
 async def public_summary(conn: Conn, event_id: str) -> list[dict[str, Any]]:
-    """Places left per clinic and day of an event's bookable slots."""
+    """Places left per clinic and day of an event's bookable slots, as residents may book
+    them (the web pool, WEB_LEFT_SQL)."""
     rows = await conn.fetch(
         f"""
         SELECT c.id::text AS clinic_id, c.name_ja, c.name_en, c.area,
                (s.starts_at AT TIME ZONE 'Asia/Tokyo')::date AS day,
-               sum(greatest(s.capacity - s.booked, 0)) AS remaining
+               sum(greatest({WEB_LEFT_SQL}, 0)) AS remaining
         FROM slots s JOIN events e ON e.id = s.event_id JOIN clinics c ON c.id = s.clinic_id
         WHERE s.event_id = $1 AND {BOOKABLE_SQL}
         GROUP BY c.id, c.name_ja, c.name_en, c.area, day

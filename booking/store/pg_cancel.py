@@ -9,7 +9,13 @@ from booking import errors
 from booking.store import pg
 from machiai.pg import Conn
 
-UNBOOK_SQL = "UPDATE slots SET booked = booked - 1 WHERE id = $1 AND booked > 0"
+# The place goes back to the pool it came from: an operator's booking (whoever cancels it)
+# counted in booked_phone too (promise "the phone keeps its share"; migration 0003).
+UNBOOK_SQL = (
+    "UPDATE slots SET booked = booked - 1, "
+    "booked_phone = booked_phone - ($2::booking_channel = 'operator')::int "
+    "WHERE id = $1 AND booked > 0"
+)
 
 
 async def cancel(
@@ -26,7 +32,8 @@ async def cancel(
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
         row = await conn.fetchrow(
-            "SELECT id, slot_id, dose_number, voucher_number, status::text FROM bookings "
+            "SELECT id, slot_id, dose_number, voucher_number, status::text, channel::text "
+            "FROM bookings "
             "WHERE id = $1 AND municipality_code = $2 "
             "AND ($3::text IS NULL OR voucher_number = $3) FOR UPDATE",
             booking_id,
@@ -52,7 +59,7 @@ async def cancel(
             "WHERE id = $1",
             booking_id,
         )
-        await conn.execute(UNBOOK_SQL, row["slot_id"])
+        await conn.execute(UNBOOK_SQL, row["slot_id"], row["channel"])
         after = await pg.booking_by_id(conn, booking_id)
         assert after is not None
         await pg.audit(

@@ -1,15 +1,16 @@
 """The one statement that books a place: confirm a hold, or change a booking to it.
 
-This is where booking's two promises are kept in Postgres, whatever Redis says:
-**no oversell** (the guarded slot UPDATE and ``CHECK (booked <= capacity)``) and **one
-booking per resident and dose** (the partial unique index, across every channel). A
-confirm and a change run the same statement, written once (:func:`_book_sql`); a
-change's rendering also cancels the booking it replaces and gives its place back, in
-that statement, so the old booking is never cancelled without the new one and never
-kept beside it. The slot guard (tenant, window,
-closure, capacity, dose rules), the booking row, its JSON, the audit row, the outbox
-row and the idempotency record are data-modifying CTEs of that one statement: they
-commit together or not at all. When it books nothing, :data:`WHY_SQL` (off the hot
+This is where booking's promises are kept in Postgres, whatever Redis says: **no
+oversell** (the guarded slot UPDATE and ``CHECK (booked <= capacity)``), **the phone
+keeps its share** (the same guard, for web bookings; ``booked_phone`` moved in the same
+UPDATE) and **one booking per resident and dose** (the partial unique index, across
+every channel). A confirm and a change run the same statement, written once
+(:func:`_book_sql`); a change's rendering also cancels the booking it replaces and gives
+its place back (to the pool it came from), in that statement, so the old booking is
+never cancelled without the new one and never kept beside it. The slot guard (tenant,
+window, closure, capacity, the phone share, dose rules), the booking row, its JSON, the
+audit row, the outbox row and the idempotency record are data-modifying CTEs of that one
+statement: they commit together or not at all. When it books nothing, :data:`WHY_SQL` (off the hot
 path) says why.
 """
 
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from booking import errors
-from booking.domain import SlotState
 from booking.store import pg
 from machiai.pg import Conn
 
@@ -42,13 +42,9 @@ class BookRequest:
     idem: tuple[str, str, str] | None  # (scope, key, request hash)
 
 
-_SLOT_STATE = """
-    s.id, s.version, s.capacity, s.booked, (s.closed OR e.state = 'closed') AS closed,
-    (extract(epoch FROM greatest(e.opens_at, coalesce(s.publish_from, e.opens_at)))
-        * 1000)::bigint AS from_ms,
-    (extract(epoch FROM least(e.closes_at, coalesce(s.publish_until, e.closes_at),
-        s.starts_at)) * 1000)::bigint AS until_ms
-"""
+_SLOT_STATE = f"s.id, {pg.SLOT_STATE_COLUMNS}"
+# 1 when the booking is an operator's (it counts in slots.booked_phone), else 0.
+_BY_PHONE = "($5::booking_channel = 'operator')::int"
 
 
 def _book_sql(*, change: bool) -> str:
@@ -66,7 +62,7 @@ def _book_sql(*, change: bool) -> str:
 prior AS MATERIALIZED (
     -- The booking a change moves from: the resident's own, still confirmed, on another
     -- slot; locked, so a concurrent cancel of it waits for us.
-    SELECT b.id, b.slot_id, b.dose_number FROM bookings b
+    SELECT b.id, b.slot_id, b.dose_number, b.channel FROM bookings b
     WHERE b.id = $12 AND b.municipality_code = $2 AND b.voucher_number = $3
       AND b.status = 'confirmed' AND b.slot_id <> $1
     FOR UPDATE
@@ -91,10 +87,12 @@ old AS (
     SET status = 'cancelled', cancelled_at = now(), updated_at = now(), replaced_by = new.id
     FROM prior, new
     WHERE b.id = prior.id
-    RETURNING b.id, b.slot_id
+    RETURNING b.id, b.slot_id, b.channel
 ),
 old_slot AS (
-    UPDATE slots AS s SET booked = s.booked - 1
+    -- Its place goes back to the pool it came from (the old booking's channel).
+    UPDATE slots AS s SET booked = s.booked - 1,
+        booked_phone = s.booked_phone - (old.channel = 'operator')::int
     FROM old, events e
     WHERE s.id = old.slot_id AND s.booked > 0 AND e.id = s.event_id
     RETURNING {_SLOT_STATE}
@@ -118,7 +116,8 @@ old_slot AS (
        old_slot.id::text AS old_slot_id, old_slot.version AS old_version,
        old_slot.capacity AS old_capacity, old_slot.booked AS old_booked,
        old_slot.closed AS old_closed, old_slot.from_ms AS old_from_ms,
-       old_slot.until_ms AS old_until_ms
+       old_slot.until_ms AS old_until_ms, old_slot.booked_phone AS old_booked_phone,
+       old_slot.kept AS old_kept, old_slot.release_ms AS old_release_ms
 FROM doc, slot LEFT JOIN old_slot ON true"""
         if change
         else """
@@ -127,13 +126,18 @@ FROM doc, slot"""
     return f"""
 WITH {prior}
 slot AS (
-    UPDATE slots AS s SET booked = s.booked + 1
+    UPDATE slots AS s SET booked = s.booked + 1, booked_phone = s.booked_phone + {_BY_PHONE}
     FROM events e, vaccines v
     WHERE s.id = $1 AND e.id = s.event_id AND e.municipality_code = $2
       AND v.code = s.vaccine_code
       -- Promise: no oversell. A place is taken only while one is left (and the CHECK
       -- booked <= capacity stands behind this), only while the slot is bookable.
       AND s.booked < s.capacity AND {pg.BOOKABLE_SQL}
+      -- Promise: the phone keeps its share. A web booking takes a place of the web pool
+      -- only, never one the event keeps for the operators before its release time
+      -- (pg.WEB_LEFT_SQL); an operator's may take any place left. The CHECK
+      -- 0 <= booked_phone <= booked keeps the count it is judged by honest.
+      AND ({_BY_PHONE} = 1 OR {pg.WEB_LEFT_SQL} > 0)
       -- Dose rules: dose n+1 only after dose n, at least the vaccine's interval apart,
       -- and never closer than that to a later dose already booked.
       AND s.dose_number <= v.max_doses
@@ -183,16 +187,18 @@ idem AS (
 )
 SELECT doc.booking::text AS booking,
        slot.id::text AS slot_id, slot.version, slot.capacity, slot.booked, slot.closed,
-       slot.from_ms, slot.until_ms{old_state}
+       slot.from_ms, slot.until_ms, slot.booked_phone, slot.kept, slot.release_ms{old_state}
 """
 
 
 CONFIRM_SQL = _book_sql(change=False)
 CHANGE_SQL = _book_sql(change=True)
 
-# Why the booking statement booked nothing, in the order a resident can act on.
+# Why the booking statement booked nothing, in the order a resident can act on ($5: the
+# channel; a web booking finds the slot full when only places kept for the phone are left).
 WHY_SQL = f"""
-SELECT s.closed OR e.state = 'closed' AS closed, s.booked >= s.capacity AS full,
+SELECT s.closed OR e.state = 'closed' AS closed,
+       s.booked >= s.capacity OR ({_BY_PHONE} = 0 AND {pg.WEB_LEFT_SQL} <= 0) AS full,
        ({pg.BOOKABLE_SQL}) AS bookable, s.dose_number,
        b.id IS NOT NULL AS prior_found, b.status::text AS prior_status,
        b.slot_id = s.id AS prior_same_slot, b.dose_number AS prior_dose
@@ -209,18 +215,6 @@ SELECT slot_id FROM bookings
 WHERE id = $1 AND municipality_code = $2 AND voucher_number = $3 FOR UPDATE
 """
 LOCK_SLOTS_SQL = "SELECT 1 FROM slots WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
-
-
-def _state(row: asyncpg.Record, prefix: str = "") -> SlotState:
-    return SlotState(
-        slot_id=row[f"{prefix}slot_id"],
-        version=int(row[f"{prefix}version"]),
-        capacity=int(row[f"{prefix}capacity"]),
-        booked=int(row[f"{prefix}booked"]),
-        closed=bool(row[f"{prefix}closed"]),
-        from_ms=int(row[f"{prefix}from_ms"]),
-        until_ms=int(row[f"{prefix}until_ms"]),
-    )
 
 
 async def book(conn: Conn, req: BookRequest, lock_timeout_ms: int) -> pg.Outcome:
@@ -268,14 +262,16 @@ async def _book(conn: Conn, req: BookRequest) -> pg.Outcome:
         raise
     if row is None:
         raise await _why_not(conn, req)
-    states = [_state(row)]
+    states = [pg.slot_state(row)]
     if req.replaces is not None and row["old_slot_id"] is not None:
-        states.append(_state(row, "old_"))
+        states.append(pg.slot_state(row, "old_"))
     return pg.Outcome(response={"booking": json.loads(row["booking"])}, states=states)
 
 
 async def _why_not(conn: Conn, req: BookRequest) -> errors.AppError:
-    why = await conn.fetchrow(WHY_SQL, req.slot_id, req.municipality, req.replaces, req.voucher)
+    why = await conn.fetchrow(
+        WHY_SQL, req.slot_id, req.municipality, req.replaces, req.voucher, req.channel
+    )
     if why is None:
         return errors.NotFound()
     if req.replaces is not None:

@@ -11,7 +11,7 @@ failures become :class:`Busy` here, at the store boundary.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
@@ -19,13 +19,15 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from booking.domain import HoldRef, Refusal, Resident, SlotState
+from booking.domain import Channel, HoldRef, Refusal, Resident, SlotState, places_left
 from booking.errors import Busy
 from booking.store import keys
 from machiai import keys as shared_keys
 from machiai.redis_mux import Arg, RedisMux
 from machiai.scripts import Scripts
 
+# What a count of places left reads of a slot's inventory (see hold_slot-3.lua).
+_LEFT_FIELDS = ("cap", "booked", "closed", "from_ms", "until_ms", "phone", "kept", "release_ms")
 P = ParamSpec("P")
 T = TypeVar("T")
 Command = tuple[Arg, ...]
@@ -76,6 +78,10 @@ def _raise_any(replies: list[Any]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
 
 
 def _expiry(score: Any) -> int | None:
@@ -135,18 +141,26 @@ class RedisStore:
         return await SCRIPTS.execute(self.wire, command)
 
     # -- script calls: each script's keys and arguments, written once -----------------
-    def _slot(self, name: str, slot_id: str, *args: Arg) -> Command:
+    def _holds(self, slot_id: str) -> list[str]:
+        """A slot's two holds ZSETs, web then phone (one hash tag with its inventory)."""
         p = self.prefix
-        return SCRIPTS[name].call(
-            [keys.slot_inventory(p, slot_id), keys.slot_holds(p, slot_id)], args
+        return [keys.slot_holds(p, slot_id), keys.slot_phone_holds(p, slot_id)]
+
+    def _slot(self, name: str, slot_id: str, *args: Arg) -> Command:
+        inventory = keys.slot_inventory(self.prefix, slot_id)
+        return SCRIPTS[name].call([inventory, *self._holds(slot_id)], args)
+
+    def _hold_call(
+        self, hold: HoldRef, resident: Resident, hold_ms: int, now_ms: int, channel: Channel
+    ) -> Command:
+        return self._slot(
+            "hold_slot", hold.slot_id, hold.member(resident), hold_ms, now_ms, channel.value
         )
 
-    def _hold_call(self, hold: HoldRef, resident: Resident, hold_ms: int, now_ms: int) -> Command:
-        return self._slot("hold_slot", hold.slot_id, hold.member(resident), hold_ms, now_ms)
-
     def _claim_call(self, hold: HoldRef, resident: Resident, grace_ms: int, now_ms: int) -> Command:
-        key = keys.slot_holds(self.prefix, hold.slot_id)
-        return SCRIPTS["claim_hold"].call([key], [hold.member(resident), grace_ms, now_ms])
+        return SCRIPTS["claim_hold"].call(
+            self._holds(hold.slot_id), [hold.member(resident), grace_ms, now_ms]
+        )
 
     def _apply_call(self, state: SlotState, drop_member: str = "") -> Command:
         return self._slot(
@@ -158,12 +172,14 @@ class RedisStore:
             int(state.closed),
             state.from_ms,
             state.until_ms,
+            state.booked_phone,
+            state.kept,
+            state.release_ms,
             drop_member,
         )
 
     def _release_hold_call(self, hold: HoldRef, resident: Resident) -> Command:
-        key = keys.slot_holds(self.prefix, hold.slot_id)
-        return SCRIPTS["release_hold"].call([key], [hold.member(resident)])
+        return SCRIPTS["release_hold"].call(self._holds(hold.slot_id), [hold.member(resident)])
 
     def _pointer_key(self, resident: Resident) -> str:
         return keys.resident_hold(self.prefix, resident.municipality, resident.voucher)
@@ -183,10 +199,17 @@ class RedisStore:
     # -- hold and confirm -------------------------------------------------------------
     @_translate
     async def hold_slot(
-        self, hold: HoldRef, resident: Resident, hold_ms: int, now_ms: int = 0
+        self,
+        hold: HoldRef,
+        resident: Resident,
+        hold_ms: int,
+        now_ms: int = 0,
+        channel: Channel = Channel.WEB,
     ) -> int:
-        """Places left after holding one for ``hold_ms``; raises :class:`ScriptRefused`."""
-        return int(_checked(await self._run(self._hold_call(hold, resident, hold_ms, now_ms))))
+        """Places left for ``channel`` after holding one for ``hold_ms`` from its pool (the
+        web's by default: the stricter pool); raises :class:`ScriptRefused`."""
+        command = self._hold_call(hold, resident, hold_ms, now_ms, channel)
+        return int(_checked(await self._run(command)))
 
     @_translate
     async def claim_resident_and_hold(
@@ -196,9 +219,11 @@ class RedisStore:
         hold_ms: int,
         session: tuple[str, str] | None = None,
         now_ms: int = 0,
+        channel: Channel = Channel.WEB,
     ) -> HoldAttempt:
-        """The resident's hold pointer and the slot hold (and, when ``session`` (event id,
-        session id) is given, that session's expiry), in one round trip.
+        """The resident's hold pointer and the slot hold from ``channel``'s pool (and, when
+        ``session`` (event id, session id) is given, that session's expiry), in one round
+        trip.
 
         The two scripts live on different tags, so each runs on its own; the caller
         gives back whichever half it cannot use (a slot hold whose pointer was refused
@@ -210,7 +235,7 @@ class RedisStore:
             [
                 *head,
                 self._claim_pointer_call(resident, hold, hold_ms),
-                self._hold_call(hold, resident, hold_ms, now_ms),
+                self._hold_call(hold, resident, hold_ms, now_ms, channel),
             ],
         )
         score = replies[0] if head else None
@@ -334,31 +359,26 @@ class RedisStore:
             _raise_any(await SCRIPTS.pipeline(self.wire, [self._apply_call(st) for st in batch]))
 
     @_translate
-    async def slot_left(self, slot_ids: Sequence[str]) -> dict[str, int | None]:
-        """Places that can be held now per slot (0 when closed or outside its booking window;
-        None where Redis has no inventory); read-only, pipelined."""
+    async def slot_left(
+        self, slot_ids: Sequence[str], channel: Channel = Channel.WEB
+    ) -> dict[str, int | None]:
+        """Places ``channel`` can hold now per slot (web residents: the web pool's; operators:
+        every place; 0 when closed or outside its booking window; None where Redis has no
+        inventory); read-only, pipelined. A guide: the hold script decides."""
         if not slot_ids:
             return {}
         now_ms = await self.now_ms()
         p = self.prefix
         commands: list[Command] = []
+        after = f"({now_ms}"
         for sid in slot_ids:
-            commands.append(
-                (
-                    "HMGET",
-                    keys.slot_inventory(p, sid),
-                    "cap",
-                    "booked",
-                    "closed",
-                    "from_ms",
-                    "until_ms",
-                )
-            )
-            commands.append(("ZCOUNT", keys.slot_holds(p, sid), f"({now_ms}", "+inf"))
+            commands.append(("HMGET", keys.slot_inventory(p, sid), *_LEFT_FIELDS))
+            commands.append(("ZCOUNT", keys.slot_holds(p, sid), after, "+inf"))
+            commands.append(("ZCOUNT", keys.slot_phone_holds(p, sid), after, "+inf"))
         replies = await self.wire.pipeline(commands)
         out: dict[str, int | None] = {}
         for index, sid in enumerate(slot_ids):
-            cap, booked, closed, from_ms, until_ms = replies[2 * index]
+            cap, booked, closed, from_ms, until_ms, phone, kept, release_ms = replies[3 * index]
             if cap is None:
                 out[sid] = None
             elif closed == b"1" or not int(from_ms) <= now_ms < int(until_ms):
@@ -366,7 +386,17 @@ class RedisStore:
                 # would refuse it): shown as none left, not as free.
                 out[sid] = 0
             else:
-                out[sid] = max(0, int(cap) - int(booked) - int(replies[2 * index + 1]))
+                released = release_ms is None or now_ms >= int(release_ms)
+                left = places_left(
+                    channel,
+                    capacity=int(cap),
+                    booked=int(booked),
+                    booked_phone=int(phone or 0),
+                    kept=0 if released or kept is None else int(kept),
+                    web_held=int(replies[3 * index + 1]),
+                    phone_held=int(replies[3 * index + 2]),
+                )
+                out[sid] = max(0, left)
         return out
 
     @_translate
@@ -463,5 +493,34 @@ class RedisStore:
         return None if raw is None else _text(raw)
 
     @_translate
-    async def set_epoch(self, value: str) -> None:
-        await self.wire.execute("SET", keys.epoch(self.prefix), value)
+    async def epoch_and_shares(
+        self, event_ids: Sequence[str]
+    ) -> tuple[str | None, dict[str, str | None]]:
+        """The epoch, and the phone share each event's slots were last mirrored with (None:
+        not known), in one round trip."""
+        p = self.prefix
+        commands: list[Command] = [("GET", keys.epoch(p))]
+        if event_ids:
+            commands.append(("HMGET", keys.phone_shares(p), *event_ids))
+        replies = _raise_any(await self.wire.pipeline(commands))
+        epoch = None if replies[0] is None else _text(replies[0])
+        shares = replies[1] if event_ids else []
+        return epoch, {
+            ev: None if raw is None else _text(raw)
+            for ev, raw in zip(event_ids, shares, strict=True)
+        }
+
+    @_translate
+    async def remember_shares(self, shares: Mapping[str, str]) -> None:
+        """Record the phone shares the events' slots were just mirrored with."""
+        if shares:
+            await self.wire.execute("HSET", keys.phone_shares(self.prefix), *_flat(shares))
+
+    @_translate
+    async def set_epoch(self, value: str, shares: Mapping[str, str] | None = None) -> None:
+        """Mark the inventory rebuilt (with the phone shares it was rebuilt with), one round
+        trip."""
+        commands: list[Command] = [("SET", keys.epoch(self.prefix), value)]
+        if shares:
+            commands.append(("HSET", keys.phone_shares(self.prefix), *_flat(shares)))
+        _raise_any(await self.wire.pipeline(commands))

@@ -1,5 +1,6 @@
-"""Stateful property test: hold / confirm / cancel / change / expire / Redis flush against a
-reference model. After every step Postgres, Redis and the model agree on every slot."""
+"""Stateful property test: hold / confirm / cancel / change / expire / Redis flush, on the web
+and by phone, against a reference model. After every step Postgres, Redis and the model
+agree on every slot: places booked, booked by phone, and left for each channel."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from booking import errors
-from booking.domain import Resident
+from booking.domain import Actor, Channel, Resident
 from booking.services.confirm import cancel_booking, confirm_booking
 from booking.services.context import Ctx, SlotCatalog
 from booking.services.hold import hold_slot
@@ -24,24 +25,41 @@ from booking.settings import BookingSettings
 from booking.store import keys
 from booking.store.redis_store import RedisStore
 from tests.booking.factory import World, make_slot, make_world
-from tests.booking.helpers import web
+from tests.booking.helpers import operator, web
 
 T = TypeVar("T")
 RESIDENTS = 4
 SLOTS = 3
+PHONE_SHARE_PCT = 50  # capacities 1, 2, 3 keep 0, 1, 1 places for the phone
+PHONE = Channel.OPERATOR
 
 
 @dataclass
 class Model:
     capacity: dict[str, int]
     booked: dict[str, int] = field(default_factory=dict)
-    holds: dict[int, str] = field(default_factory=dict)  # resident -> slot
+    booked_phone: dict[str, int] = field(default_factory=dict)
+    holds: dict[int, tuple[str, Channel]] = field(default_factory=dict)  # resident -> slot
     hold_ids: dict[int, str] = field(default_factory=dict)
-    bookings: dict[int, tuple[str, str]] = field(default_factory=dict)  # resident -> (id, slot)
+    # resident -> (booking id, slot, channel)
+    bookings: dict[int, tuple[str, str, Channel]] = field(default_factory=dict)
 
-    def left(self, slot: str) -> int:
-        live = sum(1 for s in self.holds.values() if s == slot)
-        return self.capacity[slot] - self.booked.get(slot, 0) - live
+    def book(self, slot: str, channel: Channel, step: int) -> None:
+        self.booked[slot] = self.booked.get(slot, 0) + step
+        if channel is PHONE:
+            self.booked_phone[slot] = self.booked_phone.get(slot, 0) + step
+
+    def left(self, slot: str, channel: Channel = Channel.WEB) -> int:
+        """The pools, written afresh: the phone takes its kept places first, then the web's."""
+        held = {
+            ch: sum(1 for s, c in self.holds.values() if (s, c) == (slot, ch)) for ch in Channel
+        }
+        cap, booked = self.capacity[slot], self.booked.get(slot, 0)
+        if channel is PHONE:
+            return cap - booked - held[Channel.WEB] - held[PHONE]
+        phone = self.booked_phone.get(slot, 0)
+        kept = cap * PHONE_SHARE_PCT // 100
+        return cap - (booked - phone) - held[Channel.WEB] - max(phone + held[PHONE], kept)
 
 
 async def test_booking_matches_reference_model(env_vars: dict[str, str]) -> None:
@@ -62,7 +80,13 @@ def check_against_model(env_vars: dict[str, str]) -> None:
 
     async def seed() -> World:
         async with pool.acquire() as conn:
-            return await make_world(conn, residents=0)
+            made = await make_world(conn, residents=0)
+            await conn.execute(
+                "UPDATE events SET phone_share_pct = $2 WHERE id = $1",
+                made.event_id,
+                PHONE_SHARE_PCT,
+            )
+            return made
 
     world = run(seed())
     catalog = SlotCatalog(pool)
@@ -81,7 +105,14 @@ def check_against_model(env_vars: dict[str, str]) -> None:
 
             self.slots = run(slots())
             self.model = Model(capacity=dict(zip(self.slots, caps, strict=True)))
-            self.actor = web(world.municipality, world.event_id)
+            self.actors = {
+                Channel.WEB: web(world.municipality, world.event_id),
+                PHONE: operator(world.municipality),
+            }
+
+        def actor(self, r: int) -> Actor:
+            """Whoever holds for the resident confirms or changes that hold."""
+            return self.actors[self.model.holds[r][1] if r in self.model.holds else Channel.WEB]
 
         def teardown(self) -> None:
             run(self._flush())
@@ -95,21 +126,25 @@ def check_against_model(env_vars: dict[str, str]) -> None:
         def who(self, r: int) -> Resident:
             return Resident(world.municipality, f"{self.run_id + r * 10**9 % 10**10:010d}"[-10:])
 
-        @rule(r=st.integers(0, RESIDENTS - 1), s=st.integers(0, SLOTS - 1))
-        def hold(self, r: int, s: int) -> None:
+        @rule(
+            r=st.integers(0, RESIDENTS - 1),
+            s=st.integers(0, SLOTS - 1),
+            channel=st.sampled_from(Channel),
+        )
+        def hold(self, r: int, s: int, channel: Channel) -> None:
             slot = self.slots[s]
             m = self.model
             try:
-                held = run(hold_slot(self.ctx, self.actor, self.who(r), slot))
+                held = run(hold_slot(self.ctx, self.actors[channel], self.who(r), slot))
             except errors.HoldExists:
                 assert r in m.holds
                 return
             except errors.SlotFull:
-                assert r not in m.holds and m.left(slot) <= 0
+                assert r not in m.holds and m.left(slot, channel) <= 0
                 return
-            assert r not in m.holds and m.left(slot) > 0
-            assert held.left == m.left(slot) - 1
-            m.holds[r] = slot
+            assert r not in m.holds and m.left(slot, channel) > 0
+            assert held.left == m.left(slot, channel) - 1
+            m.holds[r] = (slot, channel)
             m.hold_ids[r] = held.hold_id
 
         @rule(r=st.integers(0, RESIDENTS - 1))
@@ -117,7 +152,7 @@ def check_against_model(env_vars: dict[str, str]) -> None:
             m = self.model
             hold_id = m.hold_ids.get(r, "0" * 32)
             try:
-                result = run(confirm_booking(self.ctx, self.actor, self.who(r), hold_id))
+                result = run(confirm_booking(self.ctx, self.actor(r), self.who(r), hold_id))
             except errors.HoldExpired:
                 assert r not in m.holds
                 return
@@ -126,43 +161,44 @@ def check_against_model(env_vars: dict[str, str]) -> None:
                 m.holds.pop(r)
                 return
             assert r in m.holds and r not in m.bookings
-            slot = m.holds.pop(r)
-            m.booked[slot] = m.booked.get(slot, 0) + 1
-            m.bookings[r] = (result["booking"]["booking_id"], slot)
+            slot, channel = m.holds.pop(r)
+            m.book(slot, channel, 1)
+            m.bookings[r] = (result["booking"]["booking_id"], slot, channel)
 
-        @rule(r=st.integers(0, RESIDENTS - 1))
-        def cancel(self, r: int) -> None:
+        @rule(r=st.integers(0, RESIDENTS - 1), by=st.sampled_from(Channel))
+        def cancel(self, r: int, by: Channel) -> None:
+            """The resident on the web, or an operator for them."""
             m = self.model
             booking_id = m.bookings[r][0] if r in m.bookings else str(uuid.uuid4())
-            who = self.who(r)
+            voucher = self.who(r).voucher if by is Channel.WEB else None
             try:
-                run(cancel_booking(self.ctx, self.actor, booking_id, who.voucher))
+                run(cancel_booking(self.ctx, self.actors[by], booking_id, voucher))
             except errors.NoBooking:
                 assert r not in m.bookings
                 return
-            _, slot = m.bookings.pop(r)
-            m.booked[slot] -= 1
+            _, slot, channel = m.bookings.pop(r)
+            m.book(slot, channel, -1)
 
         @rule(r=st.integers(0, RESIDENTS - 1))
         def change(self, r: int) -> None:
             m = self.model
             if r not in m.bookings or r not in m.holds:
                 return
-            booking_id, old = m.bookings[r]
+            booking_id, old, old_channel = m.bookings[r]
             try:
                 result = run(
                     confirm_booking(
-                        self.ctx, self.actor, self.who(r), m.hold_ids[r], replaces=booking_id
+                        self.ctx, self.actor(r), self.who(r), m.hold_ids[r], replaces=booking_id
                     )
                 )
             except errors.Conflict:
-                assert m.holds.pop(r) == old
+                assert m.holds.pop(r)[0] == old
                 return
-            new = m.holds.pop(r)
+            new, channel = m.holds.pop(r)
             assert new != old
-            m.booked[old] -= 1
-            m.booked[new] = m.booked.get(new, 0) + 1
-            m.bookings[r] = (result["booking"]["booking_id"], new)
+            m.book(old, old_channel, -1)
+            m.book(new, channel, 1)
+            m.bookings[r] = (result["booking"]["booking_id"], new, channel)
 
         @rule(r=st.integers(0, RESIDENTS - 1))
         def expire(self, r: int) -> None:
@@ -170,14 +206,15 @@ def check_against_model(env_vars: dict[str, str]) -> None:
             m = self.model
             if r not in m.holds:
                 return
-            slot = m.holds.pop(r)
+            slot, channel = m.holds.pop(r)
             hold_id = m.hold_ids.pop(r)
             who = self.who(r)
 
             member = f"{hold_id.partition('.')[2]}:{who.ref}"
+            holds = keys.slot_phone_holds if channel is PHONE else keys.slot_holds
 
             async def lapse() -> None:
-                await client.zadd(keys.slot_holds(self.prefix, slot), {member: 1}, xx=True)
+                await client.zadd(holds(self.prefix, slot), {member: 1}, xx=True)
                 await client.delete(keys.resident_hold(self.prefix, who.municipality, who.voucher))
 
             run(lapse())
@@ -193,19 +230,29 @@ def check_against_model(env_vars: dict[str, str]) -> None:
         def accounts_agree(self) -> None:
             async def check() -> None:
                 rows = await pool.fetch(
-                    "SELECT s.id::text, s.capacity, s.booked, "
+                    "SELECT s.id::text, s.capacity, s.booked, s.booked_phone, "
                     "(SELECT count(*) FROM bookings b WHERE b.slot_id = s.id "
-                    " AND b.status = 'confirmed') AS active "
+                    " AND b.status = 'confirmed') AS active, "
+                    "(SELECT count(*) FROM bookings b WHERE b.slot_id = s.id "
+                    " AND b.status = 'confirmed' AND b.channel = 'operator') AS by_phone "
                     "FROM slots s WHERE s.id = ANY($1::uuid[])",
                     self.slots,
                 )
-                left = await self.ctx.redis.slot_left(self.slots)
+                m = self.model
+                for channel in Channel:
+                    left = await self.ctx.redis.slot_left(self.slots, channel)
+                    for sid, found in left.items():
+                        if found is not None:
+                            assert found == max(0, m.left(sid, channel)), (channel, sid)
                 for row in rows:
                     sid = row["id"]
-                    assert row["booked"] == row["active"] == self.model.booked.get(sid, 0)
+                    assert row["booked"] == row["active"] == m.booked.get(sid, 0)
+                    assert row["booked_phone"] == row["by_phone"] == m.booked_phone.get(sid, 0)
                     assert row["booked"] <= row["capacity"]
-                    if left[sid] is not None:
-                        assert left[sid] == self.model.left(sid)
+                    # Promise "the phone keeps its share": the web never occupies more
+                    # than the places the phone does not keep.
+                    kept = row["capacity"] * PHONE_SHARE_PCT // 100
+                    assert row["booked"] - row["booked_phone"] <= row["capacity"] - kept
 
             run(check())
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from booking.domain import HoldRef, Refusal, Resident, SlotState
+from booking.domain import Channel, HoldRef, Refusal, Resident, SlotState
 from booking.errors import Busy
 from booking.store import keys
 from booking.store.redis_store import RedisStore, ScriptRefused
@@ -322,3 +322,132 @@ async def test_a_hold_is_extended_once_and_only_while_it_is_the_residents(
     assert await store.hold_left_ms(hold(sid), WHO) is None
     assert (await store.claim_resident_and_hold(WHO, hold(sid, 3), 1000)).pointer_taken
     assert await store.extend_hold(hold(sid, 3), WHO, 60_000) > 50_000
+
+
+# -- the phone share (hold_slot-3, claim_hold-2, release_hold-2, apply_slot-3) -------------
+RELEASE = T0 + 60_000
+HOLD_MS = 600_000  # outlives RELEASE
+PHONE = Channel.OPERATOR
+
+
+def shared(
+    slot_id: str, *, cap: int = 5, booked: int = 0, phone: int = 0, kept: int = 2, ver: int = 1
+) -> SlotState:
+    """A slot keeping ``kept`` places for the phone until RELEASE (window T0 - 1 s .. T0 + 1 h)."""
+    return SlotState(
+        slot_id, ver, cap, booked, False, T0 - 1000, T0 + 3_600_000, phone, kept, RELEASE
+    )
+
+
+async def channel_code(
+    store: RedisStore, ref: HoldRef, now_ms: int, channel: Channel, who: Resident = WHO
+) -> int:
+    try:
+        return await store.hold_slot(ref, who, HOLD_MS, now_ms, channel=channel)
+    except ScriptRefused as refused:
+        return int(refused.code)
+
+
+async def test_web_holds_never_take_the_phone_share_before_its_release(store: RedisStore) -> None:
+    """5 places, 2 kept: the web gets 3 (the hold answers what the web has left), the phone
+    the other 2; at the release time the kept places are the web's at once, no job."""
+    sid = new_slot()
+    await store.apply_slot(shared(sid))
+    web = [await channel_code(store, hold(sid, n), T0, Channel.WEB) for n in range(4)]
+    assert web == [2, 1, 0, Refusal.FULL]
+    # An operator still finds the kept places (and is told every place left).
+    assert await channel_code(store, hold(sid, 10), T0, PHONE) == 1
+    # One millisecond before the release the last kept place is still the phone's...
+    assert await channel_code(store, hold(sid, 4), RELEASE - 1, Channel.WEB) == Refusal.FULL
+    # ...and from the release on it is anyone's.
+    assert await channel_code(store, hold(sid, 4), RELEASE, Channel.WEB) == 0
+    assert await channel_code(store, hold(sid, 11), RELEASE, PHONE) == Refusal.FULL
+
+
+async def test_phone_holds_overflow_into_the_web_pool(store: RedisStore) -> None:
+    sid = new_slot()
+    await store.apply_slot(shared(sid))
+    assert [await channel_code(store, hold(sid, n), T0, PHONE) for n in range(3)] == [4, 3, 2]
+    # The phone occupies 3 (its 2 kept and 1 of the web's): the web has 2.
+    assert [await channel_code(store, hold(sid, n), T0, Channel.WEB) for n in (3, 4, 5)] == [
+        1,
+        0,
+        Refusal.FULL,
+    ]
+    assert await channel_code(store, hold(sid, 6), T0, PHONE) == Refusal.FULL
+    # A phone hold again is one hold (renewed), not one more place.
+    assert await channel_code(store, hold(sid, 0), T0 + 10, PHONE) == 0
+
+
+async def test_bookings_count_in_their_pool(store: RedisStore) -> None:
+    """Booked 3 of 5, 1 by phone, 2 kept: the phone occupies 2, the web has 5 - 2 - 2 = 1."""
+    sid = new_slot()
+    await store.apply_slot(shared(sid, booked=3, phone=1))
+    assert await channel_code(store, hold(sid, 1), T0, Channel.WEB) == 0
+    assert await channel_code(store, hold(sid, 2), T0, Channel.WEB) == Refusal.FULL
+    assert await channel_code(store, hold(sid, 3), T0, PHONE) == 0
+    # Expired holds of either channel give their place back.
+    assert await channel_code(store, hold(sid, 4), T0 + HOLD_MS, PHONE) == 1
+
+
+async def test_a_mirror_without_phone_fields_keeps_nothing(
+    store: RedisStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    """An inventory written before the phone share existed: every place is the web's."""
+    sid = new_slot()
+    await redis.hset(
+        keys.slot_inventory(redis_prefix, sid),
+        mapping={"ver": 1, "cap": 2, "booked": 0, "closed": 0, "from_ms": 0, "until_ms": T0 * 2},
+    )
+    assert [await channel_code(store, hold(sid, n), T0, Channel.WEB) for n in range(3)] == [
+        1,
+        0,
+        Refusal.FULL,
+    ]
+
+
+async def test_phone_holds_are_claimed_released_and_dropped_like_web_ones(
+    store: RedisStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    sid = new_slot()
+    await store.apply_slot(shared(sid, cap=3, kept=3))
+    phone_holds = keys.slot_phone_holds(redis_prefix, sid)
+    assert await channel_code(store, hold(sid, 1), T0, PHONE) == 2
+    assert await redis.zscore(phone_holds, hold(sid, 1).member(WHO)) == T0 + HOLD_MS
+    assert await redis.zcard(keys.slot_holds(redis_prefix, sid)) == 0
+    # Claimed (extended) wherever it is, whoever confirms it.
+    claim = await store.claim_hold(hold(sid, 1), WHO, HOLD_MS, now_ms=T0 + 1000)
+    assert claim.left_ms == HOLD_MS
+    assert await redis.zscore(phone_holds, hold(sid, 1).member(WHO)) == T0 + 1000 + HOLD_MS
+    # Given back at once.
+    await store.give_back(hold(sid, 1), WHO, pointer=False)
+    assert await redis.zcard(phone_holds) == 0
+    assert (await store.claim_hold(hold(sid, 1), WHO, 10, now_ms=T0)).left_ms is None
+    # Dropped by the mirror of its confirm, with the slot's phone count and share.
+    assert await channel_code(store, hold(sid, 2), T0, PHONE) == 2
+    await store.finish_confirm(
+        [shared(sid, cap=3, kept=3, booked=1, phone=1, ver=2)], hold(sid, 2), WHO
+    )
+    assert await redis.zcard(phone_holds) == 0
+    inv = await redis.hgetall(keys.slot_inventory(redis_prefix, sid))
+    assert (inv[b"booked"], inv[b"phone"], inv[b"kept"], inv[b"release_ms"]) == (
+        b"1",
+        b"1",
+        b"3",
+        str(RELEASE).encode(),
+    )
+
+
+async def test_places_left_per_channel(store: RedisStore) -> None:
+    """Residents are shown the web pool's places, operators every place; a share whose
+    release has passed keeps nothing."""
+    kept, released = new_slot(), new_slot()
+    now = await store.now_ms()
+    far = 4_000_000_000_000
+    await store.apply_slot(SlotState(kept, 1, 10, 2, False, 0, far, 1, 3, far))
+    await store.apply_slot(SlotState(released, 1, 10, 2, False, 0, far, 1, 3, now - 1))
+    await store.hold_slot(hold(kept, 1), WHO, 60_000, channel=PHONE)
+    await store.hold_slot(hold(kept, 2), WHO, 60_000)
+    # kept: web 10 - (2 - 1) - 1 - max(1 + 1, 3) = 5; operators 10 - 2 - 2 = 6.
+    assert await store.slot_left([kept, released]) == {kept: 5, released: 8}
+    assert await store.slot_left([kept, released], PHONE) == {kept: 6, released: 8}

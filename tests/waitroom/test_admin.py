@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime
 
 import asyncpg
 
@@ -219,3 +221,83 @@ async def test_clock_driven_states_reach_postgres_once(
         ("system", "waitroom.event.clock_state", "prequeue", "open"),
         ("system", "waitroom.event.clock_state", "open", "closed"),
     ]
+
+
+async def test_the_phone_share_is_set_changed_and_audited(
+    db: asyncpg.Pool, make_app: AppFactory, tokens: Tokens
+) -> None:
+    """An event keeps a share of every slot for the call centre until a release time: set at
+    creation (0 and null when not given), changed live, validated (422 naming the field),
+    audited like every other change of the event."""
+    await add_event(db)  # the municipality exists
+    admin = {"authorization": f"Bearer {staff_token(tokens)}"}
+    release = at(T0_MS + 43_200_000).isoformat()
+    async with running(make_app()) as client:
+        plain = await client.post(
+            "/admin/events", json={"id": "ev-web", **NEW_EVENT}, headers=admin
+        )
+        assert plain.status_code == 201
+        assert (
+            plain.json()["event"]["phone_share_pct"],
+            plain.json()["event"]["phone_release_at"],
+        ) == (
+            0,
+            None,
+        )
+        kept = await client.post(
+            "/admin/events",
+            json={
+                "id": "ev-phone",
+                **NEW_EVENT,
+                "phone_share_pct": 20,
+                "phone_release_at": release,
+            },
+            headers=admin,
+        )
+        assert kept.status_code == 201, kept.text
+        event = kept.json()["event"]
+        assert event["phone_share_pct"] == 20
+        assert datetime.fromisoformat(event["phone_release_at"]) == datetime.fromisoformat(release)
+        for body in (
+            {"phone_share_pct": 101},
+            {"phone_share_pct": -1},
+            {"phone_share_pct": "20"},
+            {"phone_share_pct": 20.5},
+            {"phone_share_pct": True},
+            {"phone_share_pct": None},
+            {"phone_release_at": "the day before"},
+            {"phone_release_at": "2030-01-01T09:00:00"},  # no time zone
+            {"phone_release_at": 1_900_000_000},
+        ):
+            r = await client.patch("/admin/events/ev-phone", json=body, headers=admin)
+            assert r.status_code == 422, (body, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "invalid_input" and error["detail"]["field"] == next(iter(body))
+        bad = await client.post(
+            "/admin/events",
+            json={"id": "ev-bad", **NEW_EVENT, "phone_share_pct": 150},
+            headers=admin,
+        )
+        assert (
+            bad.status_code == 422 and bad.json()["error"]["detail"]["field"] == "phone_share_pct"
+        )
+        changed = await client.patch(
+            "/admin/events/ev-phone",
+            json={"phone_share_pct": 30, "phone_release_at": None},
+            headers=admin,
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["event"]["phone_share_pct"] == 30
+        assert changed.json()["event"]["phone_release_at"] is None
+    row = await db.fetchrow(
+        "SELECT phone_share_pct, phone_release_at FROM events WHERE id = 'ev-phone'"
+    )
+    assert row is not None and (row["phone_share_pct"], row["phone_release_at"]) == (30, None)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = 'ev-bad'") == 0
+    rows = await db.fetch(
+        "SELECT action, before, after FROM audit_log WHERE target = 'ev-phone' ORDER BY id"
+    )
+    assert [r["action"] for r in rows] == ["waitroom.event.created", "waitroom.event.updated"]
+    before, after = json.loads(rows[1]["before"]), json.loads(rows[1]["after"])
+    assert (before["phone_share_pct"], after["phone_share_pct"]) == (20, 30)
+    assert before["phone_release_at"] is not None and after["phone_release_at"] is None

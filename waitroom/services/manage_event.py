@@ -3,6 +3,9 @@
 Postgres holds the configuration (the truth a flushed Redis is rebuilt from);
 Redis holds the live line and is changed in the same step: the Postgres row is
 locked, Redis changed, then the row and an audit_log entry committed together.
+The phone share (``phone_share_pct``, ``phone_release_at``) is booking's rule and lives
+in Postgres only: the change bumps the event's slots (migration 0003) and booking's
+refresh mirrors them into its own Redis within a second.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ ACTIONS = {"pause": "paused", "resume": "resumed", "close": "closed"}
 TIME_FIELDS = ("prequeue_at", "opens_at", "closes_at")
 INT_FIELDS = {"admit_per_minute": (1, 1_000_000), "max_active": (1, 10_000_000)}
 TEXT_FIELDS = {"name_ja": 200, "name_en": 200}
+# The phone share (booking keeps phone_share_pct % of every slot for its operators until
+# phone_release_at; null: until the event closes). Optional: 0 and null when not given.
+PHONE_SHARE_PCT = (0, 100)
+PHONE_FIELDS = ("phone_share_pct", "phone_release_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +56,7 @@ def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
     """Validated column values from a JSON object; unknown fields are refused."""
     if not isinstance(data, dict):
         raise InvalidInput("A JSON object is required.", "JSON オブジェクトを送ってください。")
-    allowed = {*TIME_FIELDS, *INT_FIELDS, *TEXT_FIELDS, "eligibility_group"}
+    allowed = {*TIME_FIELDS, *INT_FIELDS, *TEXT_FIELDS, *PHONE_FIELDS, "eligibility_group"}
     if creating:
         allowed.add("id")
     unknown = sorted(set(data) - allowed)
@@ -57,7 +64,7 @@ def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
         raise _bad(unknown[0])
     out: dict[str, Any] = {}
     for name, value in data.items():
-        if name in TIME_FIELDS:
+        if name in TIME_FIELDS or (name == "phone_release_at" and value is not None):
             try:
                 parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
             except ValueError:
@@ -65,8 +72,10 @@ def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
             if parsed is None or parsed.tzinfo is None:
                 raise _bad(name)
             out[name] = parsed
-        elif name in INT_FIELDS:
-            low, high = INT_FIELDS[name]
+        elif name == "phone_release_at":
+            out[name] = None
+        elif name in INT_FIELDS or name == "phone_share_pct":
+            low, high = INT_FIELDS.get(name, PHONE_SHARE_PCT)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise _bad(name)
             out[name] = value
@@ -109,13 +118,15 @@ async def create_event(pool: asyncpg.Pool, actor: Actor, data: Any) -> dict[str,
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"""INSERT INTO events (id, municipality_code, name_ja, name_en, prequeue_at,
-                        opens_at, closes_at, admit_per_minute, max_active, eligibility_group)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                        opens_at, closes_at, admit_per_minute, max_active, eligibility_group,
+                        phone_share_pct, phone_release_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                     ON CONFLICT (id) DO NOTHING RETURNING {pg_store.EVENT_COLUMNS}""",
                 values["id"], actor.claims.municipality_code, values["name_ja"],
                 values["name_en"], values["prequeue_at"], values["opens_at"],
                 values["closes_at"], values["admit_per_minute"], values["max_active"],
-                values.get("eligibility_group"),
+                values.get("eligibility_group"), values.get("phone_share_pct", 0),
+                values.get("phone_release_at"),
             )  # fmt: skip
             if row is None:
                 raise EventExists()

@@ -14,7 +14,8 @@ from waitroom.store.redis_store import EventConfig
 
 EVENT_COLUMNS = (
     "id, municipality_code, name_ja, name_en, prequeue_at, opens_at, closes_at, "
-    "admit_per_minute, max_active, eligibility_group, state::text AS state"
+    "admit_per_minute, max_active, eligibility_group, state::text AS state, "
+    "phone_share_pct, phone_release_at"
 )
 PG_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -53,6 +54,12 @@ def event_json(row: asyncpg.Record) -> dict[str, Any]:
         "max_active": row["max_active"],
         "eligibility_group": row["eligibility_group"],
         "state": str(row["state"]),
+        # The share of every slot booking keeps for the phone until the release (None:
+        # until the event closes); the admin API's own, shown nowhere else.
+        "phone_share_pct": row["phone_share_pct"],
+        "phone_release_at": (
+            None if row["phone_release_at"] is None else row["phone_release_at"].isoformat()
+        ),
     }
 
 

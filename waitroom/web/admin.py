@@ -1,7 +1,7 @@
 """The municipal admin API (staff token, role admin, own municipality), and the public shuffle seed.
 
 POST  /admin/events                     create (state scheduled)
-PATCH /admin/events/{event_id}          change rate, cap, times, names live
+PATCH /admin/events/{event_id}          change rate, cap, times, names, phone share live
 POST  /admin/events/{event_id}/pause | /resume | /close
 GET   /admin/events/{event_id}/stats    live numbers of the line
 GET   /events/{event_id}/prequeue-seed  public, after opening: audit the shuffle
