@@ -100,16 +100,18 @@ def create_app(settings: BookingSettings) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
-    # Starlette tries routes in order and no two paths overlap: the API (the residents'
-    # hold and confirm among its first) before health checks, the document and pages.
+    # Starlette tries routes in order and no two paths overlap.
     routes: list[BaseRoute] = [
-        *(ep.route() for ep in ENDPOINTS),
-        *health_routes("booking"),
-        Route("/openapi.json", openapi),
-        *signin.routes(),
+        # The residents' journey first, as JSON and as pages (the paths never overlap);
+        # staff, health, the document and static files after.
+        *(ep.route() for ep in resident.ENDPOINTS),
         *book.routes(),
+        *signin.routes(),
         *mine.routes(),
         *home.routes(),
+        *(ep.route() for ep in ENDPOINTS if ep not in resident.ENDPOINTS),
+        *health_routes("booking"),
+        Route("/openapi.json", openapi),
         *asset_routes(),
     ]
     app = Starlette(

@@ -92,6 +92,11 @@ class EventSlots:
     metas: list[SlotMeta]
     days: list[date]
     choices: dict[tuple[Any, ...], Choices] = field(default_factory=dict)
+    # Every slot before ``full_until`` had no place for the web when last counted (until
+    # ``full_checked`` + LIVE_COUNTS_S): searches start there instead of walking, each
+    # time, past the slots a surge has already filled.
+    full_until: int = 0
+    full_checked: float = 0.0
 
     @classmethod
     def of(cls, metas: list[SlotMeta]) -> EventSlots:
@@ -171,8 +176,11 @@ class Availability:
         # stops as soon as the page is full: a search costs what it shows, not the event.
         batch = max(2 * (skip + limit), 50)
         candidates: list[SlotMeta] = []
-        for index, (meta, day) in enumerate(zip(event.metas, event.days, strict=True)):
-            if filt.accepts(meta, day):
+        web = channel is Channel.WEB
+        first = self._first_open(event) if web else 0
+        for index in range(first, len(event.metas)):
+            meta = event.metas[index]
+            if filt.accepts(meta, event.days[index]):
                 candidates.append(meta)
             if len(candidates) < batch and index + 1 < len(event.metas):
                 continue
@@ -180,6 +188,8 @@ class Availability:
                 continue
             ids = [m.slot_id for m in candidates]
             left = await self._places_left(ctx, event_id, ids, channel)
+            if web:
+                self._first_open(event)
             for m in candidates:
                 remaining = left.get(m.slot_id) or 0
                 if remaining <= 0:
@@ -193,6 +203,20 @@ class Availability:
             candidates = []
             batch = min(batch * 2, MAX_RESULTS)
         return found, False
+
+    def _first_open(self, event: EventSlots) -> int:
+        """Where a web search may start: past the leading slots the shared counts say are
+        full (every filter agrees on a full slot). Moved forward as counts are read."""
+        now = time.monotonic()
+        index = event.full_until if event.full_checked + LIVE_COUNTS_S > now else 0
+        while index < len(event.metas):
+            entry = self._left.get(event.metas[index].slot_id)
+            if entry is None or entry[0] <= now or entry[1] > 0:
+                break
+            index += 1
+        if index != event.full_until or event.full_checked + LIVE_COUNTS_S <= now:
+            event.full_until, event.full_checked = index, now
+        return index
 
     async def clinics(self, ctx: Ctx, clinic_ids: Sequence[str]) -> dict[str, Clinic]:
         """Names and addresses of clinics, cached like the slot list."""

@@ -35,7 +35,11 @@ async def resident_bookings(ctx: Ctx, resident: Resident) -> list[dict[str, Any]
 
 
 async def resident_booking(ctx: Ctx, resident: Resident, booking_id: str) -> dict[str, Any]:
-    """One booking of this resident; another resident's (or an unknown) id is not found."""
+    """One booking of this resident; another resident's (or an unknown) id is not found.
+    A booking this process has just made (the page after a confirm) is not read back."""
+    recent = ctx.recent.get(booking_id)
+    if recent is not None and recent[0] > time.monotonic() and recent[1] == resident:
+        return recent[2]
     parsed = pg.parse_uuid(booking_id)
     if parsed is not None:
         async with pg.acquire(ctx.pool) as conn:
@@ -87,10 +91,15 @@ async def _active_doses(ctx: Ctx, resident: Resident) -> list[pg.DoseBooking]:
         return found
     async with pg.acquire(ctx.pool) as conn:
         doses = await pg.active_doses(conn, resident.municipality, resident.voucher)
+    remember_doses(ctx, resident, doses)
+    return doses
+
+
+def remember_doses(ctx: Ctx, resident: Resident, doses: list[pg.DoseBooking]) -> None:
+    """What a sign-in read anyway: the list of times right after it needs no read."""
     if len(ctx.doses) > 100_000:
         ctx.doses.clear()
     ctx.doses[resident] = (time.monotonic() + DOSES_CACHE_S, doses)
-    return doses
 
 
 async def open_events(ctx: Ctx) -> list[dict[str, Any]]:

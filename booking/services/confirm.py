@@ -8,6 +8,7 @@ refuses, the hold is given back and nothing is half-written.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -154,9 +155,22 @@ async def confirm_booking(
         await ctx.redis.give_back(hold, resident)
         raise
     ctx.doses.pop(resident, None)
+    if replaces is not None:
+        ctx.recent.pop(replaces, None)
+    remember(ctx, resident, outcome.response["booking"])
     await ctx.redis.finish_confirm(outcome.states, hold, resident)
     ctx.inventory_changed.set()
     return outcome.response
+
+
+RECENT_S = 60.0
+
+
+def remember(ctx: Ctx, resident: Resident, booking: dict[str, Any]) -> None:
+    """Keep a booking this process just made for the next page's look at it."""
+    if len(ctx.recent) > 10_000:
+        ctx.recent.clear()
+    ctx.recent[str(booking["booking_id"])] = (time.monotonic() + RECENT_S, resident, booking)
 
 
 async def cancel_booking(
@@ -193,6 +207,7 @@ async def cancel_booking(
         again = await replay(ctx, idem)
         assert again is not None
         return again
+    ctx.recent.pop(booking_id, None)
     if voucher is not None:
         ctx.doses.pop(Resident(actor.municipality, voucher), None)
     await ctx.redis.apply_slots(outcome.states)

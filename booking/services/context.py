@@ -86,6 +86,9 @@ class Ctx:
     # Resident -> (monotonic expiry, their active doses): the pages ask on every list of
     # times; a booking change by this process forgets the resident's entry at once.
     doses: dict[Resident, tuple[float, Any]] = field(default_factory=dict)
+    # Booking id -> (monotonic expiry, owner, booking) of bookings this process just made:
+    # the page after a confirm shows it without reading it back from Postgres.
+    recent: dict[str, tuple[float, Resident, dict[str, Any]]] = field(default_factory=dict)
 
     def lane(self, municipality: str, channel: str) -> asyncio.Semaphore:
         """The booking transactions one (municipality, channel) may run at once: at most

@@ -15,6 +15,7 @@ from datetime import date
 
 from booking import errors
 from booking.domain import Resident, Session
+from booking.services import bookings
 from booking.services.context import Ctx
 from booking.store import pg
 from booking.store.redis_store import ScriptRefused
@@ -58,13 +59,14 @@ async def _identify(
         await _throttle(ctx, client, resident)
         if event is None or resident is None:
             return None
-        known = await pg.check_identity(
+        doses = await pg.identify(
             conn, resident.municipality, voucher, birth_date, event["eligibility_group"]
         )
-    if not known:
+    if doses is None:
         s = ctx.settings
         await ctx.redis.voucher_failures(resident, s.throttle_voucher_window_s * 1000, commit=True)
         raise errors.IdentityRefused()
+    bookings.remember_doses(ctx, resident, doses)
     return resident
 
 

@@ -433,6 +433,33 @@ async def booking_by_id(
     return found[0] if found else None
 
 
+async def identify(
+    conn: Conn, municipality: str, voucher: str, birth_date: Any, group: str | None
+) -> list[DoseBooking] | None:
+    """The resident's active doses when the registry knows this voucher with this birth
+    date and group (None when it does not), in one round trip: the page after a sign-in
+    shows the dose that is due."""
+    row = await conn.fetchrow(
+        "SELECT coalesce((SELECT json_agg(json_build_array(b.id::text, b.dose_number, "
+        "b.slot_starts_at, v.dose_interval_days, v.max_doses) ORDER BY b.dose_number) "
+        "FROM bookings b JOIN vaccines v ON v.code = b.vaccine_code "
+        "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
+        "AND b.status IN ('confirmed', 'attended')), '[]')::text AS doses "
+        "FROM registry WHERE municipality_code = $1 AND voucher_number = $2 "
+        "AND birth_date = $3 AND ($4::text IS NULL OR $4 = ANY(eligibility_groups))",
+        municipality,
+        voucher,
+        birth_date,
+        group,
+    )
+    if row is None:
+        return None
+    return [
+        DoseBooking(str(i), int(n), datetime.fromisoformat(at), int(days), int(most))
+        for i, n, at, days, most in json.loads(row["doses"])
+    ]
+
+
 async def check_identity(
     conn: Conn, municipality: str, voucher: str, birth_date: Any, group: str | None
 ) -> bool:

@@ -476,3 +476,43 @@ async def test_a_second_hold_is_refused_and_takes_no_place_even_for_a_moment_aft
         assert r.status_code == 201, r.text
         r = await client.post("/api/holds", json={"slot_id": held_slot}, headers=other)
         assert r.status_code == 409 and code(r) == "hold_exists", r.text
+
+
+async def test_searches_start_past_the_filled_slots_and_see_a_place_come_back(
+    settings: BookingSettings,
+    db: asyncpg.Pool,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Searches skip the leading slots the shared counts say are full (a surge fills the
+    soonest first), and a place given back there is offered again once counts refresh."""
+    monkeypatch.setattr(availability, "LIVE_COUNTS_S", 0.2)
+    async with db.acquire() as conn:
+        slots = [
+            await make_slot(conn, world.clinic_id, world.event_id, 1, days=2 + n / 10)
+            for n in range(12)
+        ]
+    async with running(settings) as (app, client):
+        bookings = []
+        for n, sid in enumerate(slots[:10]):
+            who = await open_session(
+                client, settings, world.event_id, voucher(30 + n), BIRTH.isoformat()
+            )
+            held = await client.post("/api/holds", json={"slot_id": sid}, headers=who)
+            done = await client.post(
+                "/api/bookings", json={"hold_id": held.json()["hold_id"]}, headers=who
+            )
+            bookings.append((who, done.json()["booking"]["booking_id"]))
+        searcher = await open_session(
+            client, settings, world.event_id, voucher(45), BIRTH.isoformat()
+        )
+        found = (await client.get("/api/slots", headers=searcher)).json()["slots"]
+        assert [s["slot_id"] for s in found] == slots[10:]
+        event = app.state.availability._slots[world.event_id][1]
+        assert event.full_until == 10  # the next search starts past the ten full ones
+        who, booking_id = bookings[3]
+        cancelled = await client.post(f"/api/bookings/{booking_id}/cancel", headers=who)
+        assert cancelled.status_code == 200
+        await asyncio.sleep(0.5)
+        again = (await client.get("/api/slots", headers=searcher)).json()["slots"]
+        assert [s["slot_id"] for s in again] == [slots[3], *slots[10:]]
