@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from machiai import i18n
+
 
 class AppError(Exception):
     """A failure the client can act on; rendered as a 4xx (or 503 when busy)."""
@@ -74,25 +76,7 @@ class Busy(AppError):
 
 def prefers_english(request: Request) -> bool:
     """True when the client ranks English above Japanese in Accept-Language."""
-    header = request.headers.get("accept-language", "")
-    best_lang, best_q = "ja", 0.0
-    for part in header.split(","):
-        pieces = part.strip().split(";")
-        lang = pieces[0].strip().lower()
-        if not lang:
-            continue
-        q = 1.0
-        for param in pieces[1:]:
-            key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        primary = lang.split("-")[0]
-        if primary in {"ja", "en"} and q > best_q:
-            best_lang, best_q = primary, q
-    return best_lang == "en"
+    return i18n.choose(None, request.headers.get("accept-language", "")) == "en"
 
 
 def error_body(code: str, message: str, detail: Mapping[str, Any] | None = None) -> dict[str, Any]:

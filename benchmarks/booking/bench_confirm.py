@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -45,7 +46,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -480,19 +481,21 @@ async def main_async(
     print(f"oversold slots: {oversold}; slots whose booked != bookings: {mismatched}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--users", type=int, default=32)
-    parser.add_argument("--slots", type=int, default=300)
-    parser.add_argument("--capacity", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-s", type=float, default=300.0, help="stop after this long")
-    parser.add_argument(
-        "--pin-data",
-        action="store_true",
-        help="pin Redis and Postgres to core 1 as well (default: unpinned)",
-    )
-    args = parser.parse_args()
+@dataclass(frozen=True, slots=True)
+class Service:
+    dsn: str
+    port: int
+    pid: int
+    data_pids: dict[str, int]
+
+
+@contextlib.contextmanager
+def booking_service(*, pin_data: bool = False) -> Iterator[Service]:
+    """Embedded Redis and Postgres (fsync on) in a temporary directory, migrated, and the
+    booking service under real uvicorn on loopback, as ``machiai run`` starts it (1 worker,
+    uvloop + httptools, no access log, no proxy headers). On 2+ cores the service runs on
+    core 0 and this process (the load generator) on core 1; with ``pin_data`` Redis and
+    Postgres on core 1 too."""
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="machiai-bench-") as tmp:
         Path(tmp).chmod(0o755)
@@ -517,30 +520,17 @@ def main() -> None:
             }
             server = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "booking.app:app_from_env",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                    "--no-proxy-headers",
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--log-level",
-                    "warning",
+                    sys.executable, "-m", "uvicorn", "booking.app:app_from_env", "--factory",
+                    "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                    "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools",
+                    "--log-level", "warning",
                 ],
                 env=env,
-            )
+            )  # fmt: skip
             if cores >= 2:
                 psutil.Process(server.pid).cpu_affinity([0])
                 psutil.Process().cpu_affinity([1])
-            if cores >= 2 and args.pin_data:
+            if cores >= 2 and pin_data:
                 # Data servers on core 1 too (backends inherit the postmaster's affinity),
                 # so core 0 is the booking service's alone.
                 for pid in (postgres.pid, redis_server.pid):
@@ -552,7 +542,7 @@ def main() -> None:
                 f"cores: {cores}; booking server on core 0; load generator on core 1; "
                 + (
                     "Redis and Postgres on core 1"
-                    if args.pin_data
+                    if pin_data
                     else "Redis and Postgres unpinned (scheduled on both)"
                 ),
                 flush=True,
@@ -562,13 +552,35 @@ def main() -> None:
                 for name, pid in (("Redis", redis_server.pid), ("Postgres", postgres.pid))
                 if pid is not None
             }
-            asyncio.run(bounded(main_async(args, dsn, port, server.pid, data_pids), args.max_s))
+            yield Service(dsn, port, server.pid, data_pids)
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=30)
             postgres.stop()
             redis_server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--slots", type=int, default=300)
+    parser.add_argument("--capacity", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-s", type=float, default=300.0, help="stop after this long")
+    parser.add_argument(
+        "--pin-data",
+        action="store_true",
+        help="pin Redis and Postgres to core 1 as well (default: unpinned)",
+    )
+    args = parser.parse_args()
+    with booking_service(pin_data=args.pin_data) as service:
+        asyncio.run(
+            bounded(
+                main_async(args, service.dsn, service.port, service.pid, service.data_pids),
+                args.max_s,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -24,21 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import re
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from html import unescape
-from pathlib import Path
 from urllib.parse import urlencode
 
 import asyncpg
-import psutil
 
 from benchmarks.booking.bench_confirm import (
     BIRTH,
@@ -46,15 +40,13 @@ from benchmarks.booking.bench_confirm import (
     SECRET,
     CpuMeter,
     Http,
+    booking_service,
     bounded,
     clinic_of,
     pct,
     publish_slots,
     seed,
-    wait_healthy,
 )
-from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from machiai.migrate import apply_migrations
 from machiai.tokens import AdmissionPass, Tokens
 
 LIST_CACHE_S = 5.0
@@ -344,53 +336,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-s", type=float, default=300.0, help="stop after this long")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="machiai-bench-") as tmp:
-        Path(tmp).chmod(0o755)
-        redis_server = EmbeddedRedis(Path(tmp) / "redis", persistent=False).start()
-        postgres = EmbeddedPostgres(Path(tmp) / "postgres").start()
-        server: subprocess.Popen[bytes] | None = None
-        try:
-            dsn = postgres.url_for("postgres")
-            asyncio.run(apply_migrations(dsn))
-            port = free_port()
-            env = {
-                **os.environ,
-                "MACHIAI_ENV": "development",
-                "MACHIAI_DATA_DIR": str(Path(tmp) / "data"),
-                "REDIS_URL": redis_server.url,
-                "DATABASE_URL": dsn,
-                "MACHIAI_REDIS_PREFIX": "bench:",
-                "MACHIAI_SECRET_KEYS": SECRET,
-                "BOOKING_DB_POOL_MIN": "10",
-                "BOOKING_DB_POOL_MAX": "64",
-                "BOOKING_THROTTLE_CLIENT_LIMIT": "1000000",
-            }
-            server = subprocess.Popen(
-                [
-                    sys.executable, "-m", "uvicorn", "booking.app:app_from_env", "--factory",
-                    "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                    "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools",
-                    "--log-level", "warning",
-                ],
-                env=env,
-            )  # fmt: skip
-            if cores >= 2:
-                psutil.Process(server.pid).cpu_affinity([0])
-                psutil.Process().cpu_affinity([1])
-            wait_healthy(f"http://127.0.0.1:{port}", server)
-            print(
-                f"cores: {cores}; booking server on core 0; load generator on core 1; "
-                "Redis and Postgres unpinned",
-                flush=True,
-            )
-            asyncio.run(bounded(main_async(args, dsn, port, server.pid), args.max_s))
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
-            postgres.stop()
-            redis_server.stop()
+    with booking_service() as service:
+        asyncio.run(bounded(main_async(args, service.dsn, service.port, service.pid), args.max_s))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from booking.pages.common import (
     render,
     see_other,
 )
-from booking.pages.session import current_session, nav, person
+from booking.pages.session import current_session, nav, person, shown_booking
 from booking.services import bookings, confirm, hold, sessions
 from booking.services.availability import Availability, SearchFilter, SlotOffer
 from machiai.i18n import N_, tr, tr_n
@@ -337,12 +337,10 @@ async def confirm_post(request: Request) -> Response:
 
 async def done(request: Request) -> Response:
     lang = language(request)
-    q = query(request)
     ctx = ctx_of(request)
     try:
-        token, session = await current_session(request)
-        resident = person(session, q.opt("who"))
-        booking = await bookings.resident_booking(ctx, resident, q.get("b"))
+        shown = await shown_booking(request)
+        booking = shown.booking
         clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
             booking["clinic_id"]
         )
@@ -354,13 +352,13 @@ async def done(request: Request) -> Response:
         lang,
         {
             "title": tr(lang, N_("Your booking is confirmed")),
-            "nav": nav(token, session, lang),
-            "s": token,
-            "who": resident.voucher,
+            "nav": nav(shown.token, shown.session, lang),
+            "s": shown.token,
+            "who": shown.resident.voucher,
             "booking": booking,
             "starts_at": datetime.fromisoformat(booking["starts_at"]),
             "clinic": clinic,
-            "changed": q.get("changed") == "1",
+            "changed": query(request).get("changed") == "1",
         },
     )
 
@@ -373,12 +371,9 @@ def _ics_text(value: str) -> str:
 async def ics(request: Request) -> Response:
     """The booking as a calendar entry (.ics) any phone's calendar can add."""
     lang = language(request)
-    q = query(request)
     ctx = ctx_of(request)
     try:
-        _, session = await current_session(request)
-        resident = person(session, q.opt("who"))
-        booking = await bookings.resident_booking(ctx, resident, q.get("b"))
+        booking = (await shown_booking(request)).booking
         meta = await ctx.catalog.get(booking["slot_id"])
         clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
             booking["clinic_id"]

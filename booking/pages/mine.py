@@ -24,7 +24,7 @@ from booking.pages.common import (
     render,
     see_other,
 )
-from booking.pages.session import current_session, nav, person
+from booking.pages.session import current_session, nav, person, shown_booking
 from booking.services import bookings, confirm, sessions
 from machiai.i18n import N_, tr
 
@@ -71,14 +71,11 @@ async def mine(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     lang = language(request)
-    q = query(request)
-    ctx = ctx_of(request)
     try:
-        token, session = await current_session(request)
-        resident = person(session, q.opt("who"))
-        booking = await bookings.resident_booking(ctx, resident, q.get("b"))
+        found = await shown_booking(request)
     except errors.AppError as exc:
         return problem(request, lang, exc)
+    token, session, resident, booking = found.token, found.session, found.resident, found.booking
     shown = _shown(booking, lang)
     return render(
         request,

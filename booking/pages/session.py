@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from booking import errors
 from booking.domain import Resident, Session
 from booking.pages.common import Form, ctx_of, link, query, tokens_of
-from booking.services import sessions
+from booking.services import bookings, sessions
 
 MAX_TOKEN_CHARS = 2000
 
@@ -40,3 +41,23 @@ def nav(token: str, session: Session, lang: str) -> dict[str, Any]:
         "mine": link("/book/mine", s=token, lang=lang),
         "household": link("/book/household", s=token, lang=lang),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A booking a page shows: the session's token and session, whose it is, the booking."""
+
+    token: str
+    session: Session
+    resident: Resident
+    booking: dict[str, Any]
+
+
+async def shown_booking(request: Request) -> Shown:
+    """The booking ``b`` of the household member ``who`` of the request's session; any
+    other booking (or none) is not found."""
+    q = query(request)
+    token, session = await current_session(request)
+    resident = person(session, q.opt("who"))
+    booking = await bookings.resident_booking(ctx_of(request), resident, q.get("b"))
+    return Shown(token, session, resident, booking)

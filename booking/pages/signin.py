@@ -9,6 +9,8 @@ JSON API's sign-in.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -121,31 +123,40 @@ async def enter(request: Request) -> Response:
     return _enter_page(request, lang, pass_token)
 
 
+async def _sign_in(
+    request: Request,
+    f: Form,
+    lang: str,
+    page: Callable[..., Response],
+    attempt: Callable[[str, date], Awaitable[str]],
+) -> Response:
+    """The three doors' shared steps: read the form (every problem next to its field), try
+    the identity (one answer for every identity failure), go on to where ``attempt`` says."""
+    voucher, born, problems = _read(f)
+    if problems or born is None:
+        return page(values=_values(f), problems=problems.problems, status=422)
+    try:
+        url = await attempt(voucher, born)
+    except errors.IdentityRefused:
+        return page(values=_values(f), problems={"voucher": IDENTITY_REFUSED}, status=403)
+    except errors.AppError as exc:
+        return problem(request, lang, exc)
+    return see_other(url)
+
+
 async def enter_post(request: Request) -> Response:
     f = await form(request)
     lang = language(request, f.opt("lang"))
     pass_token = f.get("pass")
-    voucher, born, problems = _read(f)
-    if problems or born is None:
-        return _enter_page(
-            request, lang, pass_token, values=_values(f), problems=problems.problems, status=422
-        )
-    try:
+
+    async def attempt(voucher: str, born: date) -> str:
         opened = await sessions.start_session(
             ctx_of(request), tokens_of(request), pass_token, voucher, born, _client(request)
         )
-    except errors.IdentityRefused:
-        return _enter_page(
-            request,
-            lang,
-            pass_token,
-            values=_values(f),
-            problems={"voucher": IDENTITY_REFUSED},
-            status=403,
-        )
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
-    return see_other(link("/book/slots", s=opened.token, lang=lang))
+        return link("/book/slots", s=opened.token, lang=lang)
+
+    page = functools.partial(_enter_page, request, lang, pass_token)
+    return await _sign_in(request, f, lang, page, attempt)
 
 
 # -- /mine: my bookings without queueing ------------------------------------------------
@@ -174,27 +185,15 @@ async def mine_post(request: Request) -> Response:
     f = await form(request)
     lang = language(request, f.opt("lang"))
     event_id = f.get("event")
-    voucher, born, problems = _read(f)
-    if problems or born is None:
-        return _mine_page(
-            request, lang, event_id, values=_values(f), problems=problems.problems, status=422
-        )
-    try:
+
+    async def attempt(voucher: str, born: date) -> str:
         opened = await sessions.start_lookup(
             ctx_of(request), tokens_of(request), event_id, voucher, born, _client(request)
         )
-    except errors.IdentityRefused:
-        return _mine_page(
-            request,
-            lang,
-            event_id,
-            values=_values(f),
-            problems={"voucher": IDENTITY_REFUSED},
-            status=403,
-        )
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
-    return see_other(link("/book/mine", s=opened.token, lang=lang))
+        return link("/book/mine", s=opened.token, lang=lang)
+
+    page = functools.partial(_mine_page, request, lang, event_id)
+    return await _sign_in(request, f, lang, page, attempt)
 
 
 # -- /book/household: a family member to book for ---------------------------------------
@@ -241,27 +240,22 @@ async def household_post(request: Request) -> Response:
         token, session = await current_session(request, f)
     except errors.AppError as exc:
         return problem(request, lang, exc)
-    voucher, born, problems = _read(f)
-    page = {"values": _values(f), "extra": {"nav": nav(token, session, lang)}}
-    if problems or born is None:
-        return _household_page(request, lang, token, problems=problems.problems, status=422, **page)
-    try:
-        token, session = await sessions.add_member(
-            ctx_of(request), tokens_of(request), session, voucher, born, _client(request)
-        )
-    except errors.IdentityRefused:
-        return _household_page(
-            request, lang, token, problems={"voucher": IDENTITY_REFUSED}, status=403, **page
-        )
-    except errors.HouseholdFull:
-        return see_other(link("/book/mine", s=token, notice="household_full", lang=lang))
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
-    if session.admitted:
-        return see_other(
-            link("/book/slots", s=token, who=voucher, notice="member_added", lang=lang)
-        )
-    return see_other(link("/book/mine", s=token, notice="member_added", lang=lang))
+
+    async def attempt(voucher: str, born: date) -> str:
+        try:
+            grown_token, grown = await sessions.add_member(
+                ctx_of(request), tokens_of(request), session, voucher, born, _client(request)
+            )
+        except errors.HouseholdFull:
+            return link("/book/mine", s=token, notice="household_full", lang=lang)
+        if grown.admitted:
+            return link("/book/slots", s=grown_token, who=voucher, notice="member_added", lang=lang)
+        return link("/book/mine", s=grown_token, notice="member_added", lang=lang)
+
+    page = functools.partial(
+        _household_page, request, lang, token, extra={"nav": nav(token, session, lang)}
+    )
+    return await _sign_in(request, f, lang, page, attempt)
 
 
 def routes() -> list[Route]:
