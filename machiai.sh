@@ -43,7 +43,7 @@ case "$cmd" in
             && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "==> installing Debian's chromium and a Japanese font for the browser tests" >&2
             (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic) >/dev/null 2>&1 \
-                || echo "    (could not install chromium; browser tests will be skipped)" >&2
+                || echo "    (could not install them; without chromium the browser tests are skipped)" >&2
         fi
         echo "==> ruff" >&2
         "$venv/bin/ruff" check .

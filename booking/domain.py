@@ -167,9 +167,9 @@ class SlotState:
         """Places kept for the phone at ``now_ms`` (none from the release on)."""
         return self.kept if now_ms < self.release_ms else 0
 
-    def left(self, channel: Channel, now_ms: int) -> int:
-        """Places ``channel`` could book at ``now_ms`` by this state alone (no holds): 0
-        when closed or outside the booking window."""
+    def left(self, channel: Channel, now_ms: int, *, web_held: int = 0, phone_held: int = 0) -> int:
+        """Places ``channel`` could hold at ``now_ms`` with these live holds: 0 when closed
+        or outside the booking window (the hold would refuse)."""
         if self.closed or not self.from_ms <= now_ms < self.until_ms:
             return 0
         found = places_left(
@@ -178,6 +178,8 @@ class SlotState:
             booked=self.booked,
             booked_phone=self.booked_phone,
             kept=self.kept_at(now_ms),
+            web_held=web_held,
+            phone_held=phone_held,
         )
         return max(0, found)
 

@@ -61,6 +61,13 @@ class NotFound(AppError):
     message_en = "Not found."
 
 
+class BodyTooLarge(AppError):
+    code = "body_too_large"
+    status = 413
+    message_ja = "送信データが大きすぎます。"
+    message_en = "Request body too large."
+
+
 class Busy(AppError):
     """Contention or a backing service is down: retry shortly, nothing was written."""
 

@@ -15,7 +15,7 @@ or a redis-py client through :class:`RedisPyWire`. Both raise redis-py's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
@@ -48,7 +48,8 @@ class RedisPyWire:
 
 @dataclass(frozen=True, slots=True)
 class Script:
-    """One script: its name without the key count, how many keys it takes, its text."""
+    """One script: its name without the key count, how many keys it takes, its text
+    and the SHA-1 that ``EVALSHA`` names it by."""
 
     name: str
     nkeys: int
@@ -80,7 +81,7 @@ class Scripts:
     def __getitem__(self, name: str) -> Script:
         return self._by_name[name]
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Script]:
         return iter(self._by_name.values())
 
     def load_commands(self) -> list[tuple[Arg, ...]]:

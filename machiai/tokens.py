@@ -278,7 +278,9 @@ class Tokens:
         if len(payload) != 7 or not isinstance(payload[6], list) or len(payload[6]) > 8:
             raise TokenError("token_invalid", "malformed session")
         started = _int(payload[5])
-        if started > signed_at or int(time.time()) - started > max_age_s:
+        if started > signed_at:  # we never sign a session before it starts
+            raise TokenError("token_invalid", "malformed session")
+        if int(time.time()) - started > max_age_s:  # signed again later: the start still counts
             raise TokenError("token_expired", "session expired")
         return SessionClaims(
             _str(payload[0]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -118,6 +119,17 @@ def postgres_for_tests(tmp: Path) -> Iterator[PostgresForTests]:
         asyncio.run(pg.drop_database(template))
         if server is not None:
             server.stop()
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now (one in TIME_WAIT counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def delete_prefixed_keys(redis_url: str, prefix: str) -> None:

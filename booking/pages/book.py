@@ -7,6 +7,7 @@ ran out) takes the resident back to the list with a sentence saying what happene
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -18,20 +19,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from booking import errors
-from booking.domain import Clinic, HoldRef, Session
+from booking.domain import Clinic, HoldRef
+from booking.http import JST, ctx_of
 from booking.pages.common import (
-    JST,
+    SECURITY_HEADERS,
+    Form,
     clinic_name,
     clock,
-    ctx_of,
     day,
     day_label,
-    form,
-    language,
     link,
     notice,
-    problem,
-    query,
+    page,
     render,
     see_other,
 )
@@ -41,6 +40,7 @@ from booking.services.availability import Availability, SearchFilter, SlotOffer
 from machiai.i18n import N_, tr, tr_n
 
 PAGE_SIZE = 10
+MAX_PAGE = 1000  # a page number past it is the last one (no search skips further)
 # Refusals that send the resident back to the list of times, with a sentence.
 BACK_TO_LIST = {
     "slot_full",
@@ -58,10 +58,6 @@ def availability(request: Request) -> Availability:
     return found
 
 
-def _admitted(session: Session) -> None:
-    sessions.require_admitted(session)
-
-
 def _until(left_ms: int) -> str:
     """When a hold lapses (unix ms), for the review page's link: the page shows it without
     asking Redis again. Only what the page says depends on it; confirming asks Redis."""
@@ -69,11 +65,22 @@ def _until(left_ms: int) -> str:
 
 
 def _left_ms(until: str) -> int | None:
-    return int(until) - int(time.time() * 1000) if until.isdigit() else None
+    # isascii too: isdigit() accepts "²" or "①", which int() refuses (a 500, not a page).
+    return int(until) - int(time.time() * 1000) if until.isascii() and until.isdigit() else None
 
 
-def _params(source: Any) -> dict[str, str | None]:
-    return {"who": source.opt("who"), "replaces": source.opt("replaces")}
+def _params(fields: Form) -> dict[str, str | None]:
+    return {"who": fields.opt("who"), "replaces": fields.opt("replaces")}
+
+
+def _back_to_list(exc: errors.AppError, fields: Form, lang: str) -> Response:
+    """A refusal that leaves the resident choosing again: back to the list of times with a
+    sentence saying what happened. Any other goes on to the problem page."""
+    if exc.code not in BACK_TO_LIST:
+        raise exc
+    return see_other(
+        link("/book/slots", s=fields.get("s"), notice=exc.code, lang=lang, **_params(fields))
+    )
 
 
 def _day(raw: str | None) -> date | None:
@@ -83,18 +90,16 @@ def _day(raw: str | None) -> date | None:
         return None
 
 
-async def slots(request: Request) -> Response:
-    lang = language(request)
-    q = query(request)
-    try:
-        token, session = await current_session(request)
-        _admitted(session)
-        resident = person(session, q.opt("who"))
-        window = await bookings.dose_window(ctx_of(request), resident, q.opt("replaces"))
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+@page
+async def slots(request: Request, q: Form, lang: str) -> Response:
+    token, session = await current_session(request, q)
+    sessions.require_admitted(session)
+    resident = person(session, q.opt("who"))
     ctx, avail = ctx_of(request), availability(request)
-    page = max(1, int(q.get("page", "1"))) if q.get("page", "1").isdigit() else 1
+    window = await bookings.dose_window(ctx, resident, q.opt("replaces"))
+    raw_page = q.get("page", "1")
+    digits = raw_page.isascii() and raw_page.isdigit()
+    number = max(1, min(int(raw_page), MAX_PAGE)) if digits else 1
     chosen = {"date": q.get("date"), "area": q.get("area"), "clinic": q.get("clinic")}
     context: dict[str, Any] = {
         "title": tr(lang, N_("Choose a time")),
@@ -107,7 +112,7 @@ async def slots(request: Request) -> Response:
         "replaces": q.opt("replaces"),
         "window": window,
         "chosen": chosen,
-        "page": page,
+        "page": number,
         "offers": [],
         "more": False,
     }
@@ -115,24 +120,19 @@ async def slots(request: Request) -> Response:
         rules = SearchFilter(
             dose_number=window.dose, not_before=window.not_before, not_after=window.not_after
         )
-        filt = SearchFilter(
+        filt = dataclasses.replace(
+            rules,
             day=_day(chosen["date"]),
             area=chosen["area"] or None,
             clinic_id=chosen["clinic"] or None,
-            dose_number=window.dose,
-            not_before=window.not_before,
-            not_after=window.not_after,
         )
-        try:
-            choices = await avail.choices(ctx, session.event_id, rules)
-            offers, more = await avail.search(
-                ctx, session.event_id, filt, skip=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
-            )
-            clinic_of = await avail.clinics(
-                ctx, [*choices.clinic_ids, *(o.meta.clinic_id for o in offers)]
-            )
-        except errors.AppError as exc:
-            return problem(request, lang, exc)
+        choices = await avail.choices(ctx, session.event_id, rules)
+        offers, more = await avail.search(
+            ctx, session.event_id, filt, skip=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+        clinic_of = await avail.clinics(
+            ctx, [*choices.clinic_ids, *(o.meta.clinic_id for o in offers)]
+        )
         clinics = sorted(
             (clinic_of[c] for c in choices.clinic_ids if c in clinic_of),
             key=lambda c: clinic_name(c, lang),
@@ -175,28 +175,23 @@ def options(pairs: list[tuple[str, str]], chosen: str) -> Markup:
     )
 
 
-async def hold_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
+@page
+async def hold_post(request: Request, f: Form, lang: str) -> Response:
     params = _params(f)
+    token, session = await current_session(request, f)
+    sessions.require_admitted(session)
+    resident = person(session, params["who"])
     try:
-        token, session = await current_session(request, f)
-        _admitted(session)
-        resident = person(session, params["who"])
         held = await hold.hold_slot(ctx_of(request), session.actor, resident, f.get("slot_id"))
     except errors.HoldExists as exc:
         current = exc.detail.get("hold_id")
-        if current:
-            return see_other(
-                link("/book/review", s=token, h=current, notice="hold_exists", lang=lang, **params)
-            )
-        return problem(request, lang, exc)
+        if not current:
+            raise
+        return see_other(
+            link("/book/review", s=token, h=current, notice="hold_exists", lang=lang, **params)
+        )
     except errors.AppError as exc:
-        if exc.code in BACK_TO_LIST:
-            return see_other(
-                link("/book/slots", s=f.get("s"), notice=exc.code, lang=lang, **params)
-            )
-        return problem(request, lang, exc)
+        return _back_to_list(exc, f, lang)
     return see_other(
         link(
             "/book/review",
@@ -209,15 +204,14 @@ async def hold_post(request: Request) -> Response:
     )
 
 
-async def review(request: Request) -> Response:
-    lang = language(request)
-    q = query(request)
+@page
+async def review(request: Request, q: Form, lang: str) -> Response:
     params = _params(q)
     ctx = ctx_of(request)
+    token, session = await current_session(request, q)
+    sessions.require_admitted(session)
+    resident = person(session, params["who"])
     try:
-        token, session = await current_session(request)
-        _admitted(session)
-        resident = person(session, params["who"])
         hold_id = q.get("h")
         ref = HoldRef.parse(hold_id)
         left_ms = _left_ms(q.get("u"))
@@ -229,11 +223,7 @@ async def review(request: Request) -> Response:
         meta = await hold.visible_slot(ctx, session.actor, ref.slot_id)
         clinic = (await availability(request).clinics(ctx, [meta.clinic_id])).get(meta.clinic_id)
     except errors.AppError as exc:
-        if exc.code in BACK_TO_LIST:
-            return see_other(
-                link("/book/slots", s=q.get("s"), notice=exc.code, lang=lang, **params)
-            )
-        return problem(request, lang, exc)
+        return _back_to_list(exc, q, lang)
     expires_at = datetime.now(JST) + timedelta(milliseconds=left_ms)
     return render(
         request,
@@ -258,70 +248,53 @@ async def review(request: Request) -> Response:
     )
 
 
-async def extend_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
+@page
+async def extend_post(request: Request, f: Form, lang: str) -> Response:
     params = _params(f)
     back = {"s": f.get("s"), "h": f.get("h"), "lang": lang, **params}
+    _, session = await current_session(request, f)
+    resident = person(session, params["who"])
     try:
-        _, session = await current_session(request, f)
-        left_ms = await hold.extend_hold(
-            ctx_of(request), person(session, params["who"]), f.get("h")
-        )
+        left_ms = await hold.extend_hold(ctx_of(request), resident, f.get("h"))
     except errors.ExtendedBefore:
         return see_other(link("/book/review", x="1", notice="hold_extended_before", **back))
     except errors.AppError as exc:
-        if exc.code in BACK_TO_LIST:
-            return see_other(
-                link("/book/slots", s=f.get("s"), notice=exc.code, lang=lang, **params)
-            )
-        return problem(request, lang, exc)
+        return _back_to_list(exc, f, lang)
     return see_other(link("/book/review", x="1", u=_until(left_ms), **back))
 
 
-async def release_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
+@page
+async def release_post(request: Request, f: Form, lang: str) -> Response:
     params = _params(f)
+    _, session = await current_session(request, f)
+    resident = person(session, params["who"])
     try:
-        _, session = await current_session(request, f)
-        try:
-            await hold.release_hold(ctx_of(request), person(session, params["who"]), f.get("h"))
-        except errors.HoldExpired:
-            pass  # already gone: nothing to give back
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+        await hold.release_hold(ctx_of(request), resident, f.get("h"))
+    except errors.HoldExpired:
+        pass  # already gone: nothing to give back
     return see_other(link("/book/slots", s=f.get("s"), lang=lang, **params))
 
 
-async def confirm_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
+@page
+async def confirm_post(request: Request, f: Form, lang: str) -> Response:
     params = _params(f)
     replaces = params["replaces"]
-    ctx = ctx_of(request)
+    token, session = await current_session(request, f)
+    sessions.require_admitted(session)
+    resident = person(session, params["who"])
+    hold_id = f.get("h")
+    idem = confirm.idempotency(
+        session.actor,
+        "change" if replaces else "confirm",
+        f.get("key")[:200] or None,
+        {"hold_id": hold_id, "voucher": resident.voucher, "replaces": replaces},
+    )
     try:
-        token, session = await current_session(request, f)
-        _admitted(session)
-        resident = person(session, params["who"])
-        hold_id = f.get("h")
-        key = f.get("key")[:200] or None
-        operation = "change" if replaces else "confirm"
-        idem = confirm.idempotency(
-            session.actor,
-            operation,
-            key,
-            {"hold_id": hold_id, "voucher": resident.voucher, "replaces": replaces},
-        )
         result = await confirm.confirm_booking(
-            ctx, session.actor, resident, hold_id, idem, replaces=replaces
+            ctx_of(request), session.actor, resident, hold_id, idem, replaces=replaces
         )
     except errors.AppError as exc:
-        if exc.code in BACK_TO_LIST:
-            return see_other(
-                link("/book/slots", s=f.get("s"), notice=exc.code, lang=lang, **params)
-            )
-        return problem(request, lang, exc)
+        return _back_to_list(exc, f, lang)
     booking_id = result["booking"]["booking_id"]
     return see_other(
         link(
@@ -335,17 +308,14 @@ async def confirm_post(request: Request) -> Response:
     )
 
 
-async def done(request: Request) -> Response:
-    lang = language(request)
+@page
+async def done(request: Request, q: Form, lang: str) -> Response:
     ctx = ctx_of(request)
-    try:
-        shown = await shown_booking(request)
-        booking = shown.booking
-        clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
-            booking["clinic_id"]
-        )
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+    shown = await shown_booking(request, q)
+    booking = shown.booking
+    clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
+        booking["clinic_id"]
+    )
     return render(
         request,
         "done.html",
@@ -358,7 +328,7 @@ async def done(request: Request) -> Response:
             "booking": booking,
             "starts_at": datetime.fromisoformat(booking["starts_at"]),
             "clinic": clinic,
-            "changed": query(request).get("changed") == "1",
+            "changed": q.get("changed") == "1",
         },
     )
 
@@ -368,18 +338,15 @@ def _ics_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
 
-async def ics(request: Request) -> Response:
+@page
+async def ics(request: Request, q: Form, lang: str) -> Response:
     """The booking as a calendar entry (.ics) any phone's calendar can add."""
-    lang = language(request)
     ctx = ctx_of(request)
-    try:
-        booking = (await shown_booking(request)).booking
-        meta = await ctx.catalog.get(booking["slot_id"])
-        clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
-            booking["clinic_id"]
-        )
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+    booking = (await shown_booking(request, q)).booking
+    meta = await ctx.catalog.get(booking["slot_id"])
+    clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
+        booking["clinic_id"]
+    )
     starts = datetime.fromisoformat(booking["starts_at"])
     minutes = meta.duration_min if meta is not None else 30
     stamp = "%Y%m%dT%H%M%SZ"
@@ -406,10 +373,8 @@ async def ics(request: Request) -> Response:
         "\r\n".join(lines) + "\r\n",
         media_type="text/calendar; charset=utf-8",
         headers={
+            **SECURITY_HEADERS,
             "Content-Disposition": 'attachment; filename="vaccination.ics"',
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
         },
     )
 

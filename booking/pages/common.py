@@ -13,12 +13,9 @@ not know the session).
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from importlib import resources
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -29,12 +26,12 @@ from starlette.routing import Route
 
 from booking import errors
 from booking.domain import Clinic
-from booking.services.context import Ctx
+from booking.http import JST, ctx_of
 from machiai import i18n
 from machiai.i18n import N_, tr
-from machiai.tokens import Tokens
+from machiai.pages import SECURITY_HEADERS as SECURITY_HEADERS  # the pages' own, re-exported
+from machiai.pages import Asset, static_routes
 
-JST = timezone(timedelta(hours=9))
 MAX_FORM_BYTES = 16 * 1024
 WEEKDAYS_JA = "月火水木金土日"
 WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -43,66 +40,16 @@ MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct
 ENV = i18n.environment(PackageLoader("booking", "templates"))
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
-    """A static file served under its content hash, so browsers keep it for a year."""
-
-    name: str
-    body: bytes
-    media_type: str
-
-    @property
-    def path(self) -> str:
-        stem, _, ext = self.name.rpartition(".")
-        return f"/static/{stem}.{hashlib.sha256(self.body).hexdigest()[:12]}.{ext}"
-
-
 def _asset(name: str, media_type: str) -> Asset:
-    return Asset(name, resources.files("booking").joinpath("static", name).read_bytes(), media_type)
+    return Asset.packaged("booking", name, media_type)
 
 
 CSS = _asset("resident.css", "text/css; charset=utf-8")
 JS = _asset("resident.js", "text/javascript; charset=utf-8")
-ASSETS = {a.path: a for a in (CSS, JS)}
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
-
-
-async def asset(request: Request) -> Response:
-    found = ASSETS.get(request.url.path)
-    if found is None:
-        raise errors.NotFound()
-    return Response(
-        found.body,
-        media_type=found.media_type,
-        headers={
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
 
 
 def asset_routes() -> list[Route]:
-    return [Route(path, asset, methods=["GET"]) for path in ASSETS]
-
-
-def ctx_of(request: Request) -> Ctx:
-    ctx: Ctx = request.app.state.ctx
-    return ctx
-
-
-def tokens_of(request: Request) -> Tokens:
-    tokens: Tokens = request.app.state.tokens
-    return tokens
+    return static_routes(CSS, JS)
 
 
 class Form:
@@ -123,7 +70,7 @@ class Form:
 async def form(request: Request) -> Form:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise errors.BadRequest(code="body_too_large")
+        raise errors.BodyTooLarge()
     return Form(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
@@ -141,6 +88,28 @@ def language(request: Request, given: str | None = None) -> str:
     return i18n.choose(
         given or query(request).opt("lang"), request.headers.get("accept-language", "")
     )
+
+
+Page = Callable[[Request, Form, str], Awaitable[Response]]
+
+
+def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
+    """A page endpoint. The handler gets the fields (the posted form, or the query of a
+    GET) and the language they or the browser ask for; a refusal it does not turn into a
+    next step itself becomes the problem page in that language, whatever raised it (the
+    form too large, the session, a service): never JSON, never a 500."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        lang = language(request)
+        try:
+            fields = await form(request) if request.method == "POST" else query(request)
+            lang = language(request, fields.opt("lang"))
+            return await handler(request, fields, lang)
+        except errors.AppError as exc:
+            return problem(request, lang, exc)
+
+    return endpoint
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
@@ -303,6 +272,10 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "busy": (
         N_("The service is busy"),
         N_("Nothing you entered is lost. Please try again in a moment."),
+    ),
+    "body_too_large": (
+        N_("What was sent is too large"),
+        N_("Please go back, check what you entered and send it again."),
     ),
     "not_found": (
         N_("We could not find this page"),

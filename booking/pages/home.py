@@ -8,19 +8,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from booking import errors
-from booking.pages.common import ctx_of, language, problem, render
+from booking.http import ctx_of
+from booking.pages.common import Form, page, render
 from booking.services import bookings
 from machiai.i18n import N_, tr
 
 
-async def home(request: Request) -> Response:
-    lang = language(request)
+@page
+async def home(request: Request, q: Form, lang: str) -> Response:
     ctx = ctx_of(request)
-    try:
-        events = await bookings.open_events(ctx)
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+    events = await bookings.open_events(ctx)
     return render(
         request,
         "home.html",

@@ -13,17 +13,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from booking import errors
-from booking.pages.common import (
-    ctx_of,
-    form,
-    language,
-    link,
-    notice,
-    problem,
-    query,
-    render,
-    see_other,
-)
+from booking.http import ctx_of
+from booking.pages.common import Form, link, notice, page, render, see_other
 from booking.pages.session import current_session, nav, person, shown_booking
 from booking.services import bookings, confirm, sessions
 from machiai.i18n import N_, tr
@@ -37,27 +28,24 @@ def _shown(booking: dict[str, Any], lang: str) -> dict[str, Any]:
     }
 
 
-async def mine(request: Request) -> Response:
-    lang = language(request)
+@page
+async def mine(request: Request, q: Form, lang: str) -> Response:
     ctx = ctx_of(request)
-    try:
-        token, session = await current_session(request)
-        people = [
-            {
-                "voucher": r.voucher,
-                "bookings": [_shown(b, lang) for b in await bookings.resident_bookings(ctx, r)],
-            }
-            for r in session.household()
-        ]
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+    token, session = await current_session(request, q)
+    people = [
+        {
+            "voucher": r.voucher,
+            "bookings": [_shown(b, lang) for b in await bookings.resident_bookings(ctx, r)],
+        }
+        for r in session.household()
+    ]
     return render(
         request,
         "mine.html",
         lang,
         {
             "title": tr(lang, N_("My bookings")),
-            "notice": notice(lang, query(request).opt("notice")),
+            "notice": notice(lang, q.opt("notice")),
             "nav": nav(token, session, lang),
             "s": token,
             "admitted": session.admitted,
@@ -69,12 +57,9 @@ async def mine(request: Request) -> Response:
     )
 
 
-async def cancel(request: Request) -> Response:
-    lang = language(request)
-    try:
-        found = await shown_booking(request)
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+@page
+async def cancel(request: Request, q: Form, lang: str) -> Response:
+    found = await shown_booking(request, q)
     token, session, resident, booking = found.token, found.session, found.resident, found.booking
     shown = _shown(booking, lang)
     return render(
@@ -94,36 +79,33 @@ async def cancel(request: Request) -> Response:
     )
 
 
-async def cancel_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
-    ctx = ctx_of(request)
+@page
+async def cancel_post(request: Request, f: Form, lang: str) -> Response:
+    token, session = await current_session(request, f)
+    booking_id = f.get("b")
+    idem = confirm.idempotency(
+        session.actor, "cancel", f.get("key")[:200] or None, {"booking_id": booking_id}
+    )
     try:
-        token, session = await current_session(request, f)
         resident = person(session, f.opt("who"))
-        booking_id = f.get("b")
-        idem = confirm.idempotency(
-            session.actor, "cancel", f.get("key")[:200] or None, {"booking_id": booking_id}
+        await confirm.cancel_booking(
+            ctx_of(request), session.actor, booking_id, resident.voucher, idem
         )
-        await confirm.cancel_booking(ctx, session.actor, booking_id, resident.voucher, idem)
-    except errors.AppError as exc:
-        if exc.code in ("booking_state", "no_booking", "dose_rule"):
-            return see_other(link("/book/mine", s=f.get("s"), notice=exc.code, lang=lang))
-        return problem(request, lang, exc)
+    except (errors.BookingState, errors.NoBooking, errors.DoseRule) as exc:
+        # Already cancelled, not this household's, or a later dose hangs on it: say so on
+        # the list, which shows the booking as it is now.
+        return see_other(link("/book/mine", s=token, notice=exc.code, lang=lang))
     return see_other(link("/book/mine", s=token, notice="cancelled", lang=lang))
 
 
-async def finish_post(request: Request) -> Response:
+@page
+async def finish_post(request: Request, f: Form, lang: str) -> Response:
     """End the session at once (a shared phone or a library computer)."""
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
     try:
         _, session = await current_session(request, f)
         await sessions.end_session(ctx_of(request), session)
     except errors.SessionExpired:
-        pass
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+        pass  # ended already: finishing again is done
     return see_other(link("/", lang=lang))
 
 

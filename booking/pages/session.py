@@ -9,15 +9,16 @@ from starlette.requests import Request
 
 from booking import errors
 from booking.domain import Resident, Session
-from booking.pages.common import Form, ctx_of, link, query, tokens_of
+from booking.http import ctx_of, tokens_of
+from booking.pages.common import Form, link
 from booking.services import bookings, sessions
 
 MAX_TOKEN_CHARS = 2000
 
 
-async def current_session(request: Request, posted: Form | None = None) -> tuple[str, Session]:
-    """(token, live session) from the form or the query; a lapsed or ended one is refused."""
-    token = (posted or query(request)).get("s")
+async def current_session(request: Request, fields: Form) -> tuple[str, Session]:
+    """(token, live session) from the page's fields; a lapsed or ended one is refused."""
+    token = fields.get("s")
     if not token or len(token) > MAX_TOKEN_CHARS:
         raise errors.SessionExpired()
     session = await sessions.load_session(ctx_of(request), tokens_of(request), token)
@@ -53,11 +54,10 @@ class Shown:
     booking: dict[str, Any]
 
 
-async def shown_booking(request: Request) -> Shown:
-    """The booking ``b`` of the household member ``who`` of the request's session; any
-    other booking (or none) is not found."""
-    q = query(request)
-    token, session = await current_session(request)
+async def shown_booking(request: Request, q: Form) -> Shown:
+    """The booking ``b`` of the household member ``who`` of the session ``s``; any other
+    booking (or none) is not found."""
+    token, session = await current_session(request, q)
     resident = person(session, q.opt("who"))
     booking = await bookings.resident_booking(ctx_of(request), resident, q.get("b"))
     return Shown(token, session, resident, booking)

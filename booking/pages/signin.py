@@ -19,19 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from booking import errors
-from booking.pages.common import (
-    Form,
-    ctx_of,
-    form,
-    language,
-    link,
-    notice,
-    problem,
-    query,
-    render,
-    see_other,
-    tokens_of,
-)
+from booking.http import ctx_of, tokens_of
+from booking.pages.common import Form, link, notice, page, render, see_other
 from booking.pages.forms import FormErrors, birth_date, era_of, voucher_number, western_year
 from booking.pages.session import current_session, nav
 from booking.services import sessions
@@ -114,39 +103,35 @@ def _enter_page(request: Request, lang: str, pass_token: str, **kw: Any) -> Resp
     )
 
 
-async def enter(request: Request) -> Response:
-    lang = language(request)
-    pass_token = query(request).get("pass")
+@page
+async def enter(request: Request, q: Form, lang: str) -> Response:
+    pass_token = q.get("pass")
     if not sessions.pass_looks_valid(ctx_of(request), tokens_of(request), pass_token):
         # Said before the resident types anything (a signature check, no round trip).
-        return problem(request, lang, errors.PassInvalid())
+        raise errors.PassInvalid()
     return _enter_page(request, lang, pass_token)
 
 
 async def _sign_in(
-    request: Request,
     f: Form,
-    lang: str,
-    page: Callable[..., Response],
+    again: Callable[..., Response],
     attempt: Callable[[str, date], Awaitable[str]],
 ) -> Response:
     """The three doors' shared steps: read the form (every problem next to its field), try
-    the identity (one answer for every identity failure), go on to where ``attempt`` says."""
+    the identity (one answer for every identity failure), go on to where ``attempt`` says.
+    ``again`` shows the door's form once more."""
     voucher, born, problems = _read(f)
     if problems or born is None:
-        return page(values=_values(f), problems=problems.problems, status=422)
+        return again(values=_values(f), problems=problems.problems, status=422)
     try:
         url = await attempt(voucher, born)
     except errors.IdentityRefused:
-        return page(values=_values(f), problems={"voucher": IDENTITY_REFUSED}, status=403)
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+        return again(values=_values(f), problems={"voucher": IDENTITY_REFUSED}, status=403)
     return see_other(url)
 
 
-async def enter_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
+@page
+async def enter_post(request: Request, f: Form, lang: str) -> Response:
     pass_token = f.get("pass")
 
     async def attempt(voucher: str, born: date) -> str:
@@ -155,8 +140,7 @@ async def enter_post(request: Request) -> Response:
         )
         return link("/book/slots", s=opened.token, lang=lang)
 
-    page = functools.partial(_enter_page, request, lang, pass_token)
-    return await _sign_in(request, f, lang, page, attempt)
+    return await _sign_in(f, functools.partial(_enter_page, request, lang, pass_token), attempt)
 
 
 # -- /mine: my bookings without queueing ------------------------------------------------
@@ -173,17 +157,16 @@ def _mine_page(request: Request, lang: str, event_id: str, **kw: Any) -> Respons
     )
 
 
-async def mine(request: Request) -> Response:
-    lang = language(request)
-    event_id = query(request).get("event")
+@page
+async def mine(request: Request, q: Form, lang: str) -> Response:
+    event_id = q.get("event")
     if not event_id:
         return see_other(link("/", lang=lang))
     return _mine_page(request, lang, event_id)
 
 
-async def mine_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
+@page
+async def mine_post(request: Request, f: Form, lang: str) -> Response:
     event_id = f.get("event")
 
     async def attempt(voucher: str, born: date) -> str:
@@ -192,8 +175,7 @@ async def mine_post(request: Request) -> Response:
         )
         return link("/book/mine", s=opened.token, lang=lang)
 
-    page = functools.partial(_mine_page, request, lang, event_id)
-    return await _sign_in(request, f, lang, page, attempt)
+    return await _sign_in(f, functools.partial(_mine_page, request, lang, event_id), attempt)
 
 
 # -- /book/household: a family member to book for ---------------------------------------
@@ -216,30 +198,23 @@ def _household_page(request: Request, lang: str, token: str, **kw: Any) -> Respo
     )
 
 
-async def household(request: Request) -> Response:
-    lang = language(request)
-    try:
-        token, session = await current_session(request)
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+@page
+async def household(request: Request, q: Form, lang: str) -> Response:
+    token, session = await current_session(request, q)
     return _household_page(
         request,
         lang,
         token,
         extra={
             "nav": nav(token, session, lang),
-            "notice": notice(lang, query(request).opt("notice")),
+            "notice": notice(lang, q.opt("notice")),
         },
     )
 
 
-async def household_post(request: Request) -> Response:
-    f = await form(request)
-    lang = language(request, f.opt("lang"))
-    try:
-        token, session = await current_session(request, f)
-    except errors.AppError as exc:
-        return problem(request, lang, exc)
+@page
+async def household_post(request: Request, f: Form, lang: str) -> Response:
+    token, session = await current_session(request, f)
 
     async def attempt(voucher: str, born: date) -> str:
         try:
@@ -252,10 +227,10 @@ async def household_post(request: Request) -> Response:
             return link("/book/slots", s=grown_token, who=voucher, notice="member_added", lang=lang)
         return link("/book/mine", s=grown_token, notice="member_added", lang=lang)
 
-    page = functools.partial(
+    again = functools.partial(
         _household_page, request, lang, token, extra={"nav": nav(token, session, lang)}
     )
-    return await _sign_in(request, f, lang, page, attempt)
+    return await _sign_in(f, again, attempt)
 
 
 def routes() -> list[Route]:

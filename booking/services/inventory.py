@@ -50,12 +50,12 @@ async def rebuild_inventory(ctx: Ctx) -> int:
     # requests of a surge do not each meet NOSCRIPT and load them again.
     await ctx.redis.load_scripts()
     async with pg.acquire(ctx.pool) as conn:
-        # The shares before the slots: a share changed in between is older in the record
+        # The marks before the slots: an event changed in between is older in the record
         # than in the mirror, and only mirrored once more.
-        shares = await pg.phone_shares(conn)
+        marks = await pg.event_marks(conn)
         states = await pg.slot_states(conn)
     await ctx.redis.apply_slots(states)
-    await ctx.redis.set_epoch(f"{int(time.time())}:{uuid.uuid4().hex[:8]}", shares)
+    await ctx.redis.set_epoch(f"{int(time.time())}:{uuid.uuid4().hex[:8]}", marks)
     return len(states)
 
 
@@ -63,22 +63,23 @@ async def ensure_inventory(ctx: Ctx) -> bool:
     """Rebuild when the epoch key is missing (Redis restarted empty or was flushed); True
     when it did.
 
-    Otherwise mirror again the slots of every event whose phone share an administrator
-    changed (in the waitroom) since its slots were mirrored: Redis holds each slot's kept
-    places and release time, and must agree with Postgres within a refresh (the change
-    bumped those slots' versions, migration 0003, so the newer state is taken). One small
-    Postgres read and one Redis round trip per refresh, off the hot paths."""
+    Otherwise mirror again the slots of every event an administrator changed (in the
+    waitroom: its times, closing it, its phone share) since its slots were mirrored: Redis
+    holds each slot's booking window, closed flag, kept places and release time, and must
+    agree with Postgres within a refresh (the change bumped those slots' versions,
+    migration 0003, so the newer state is taken). One small Postgres read and one Redis
+    round trip per refresh, off the hot paths."""
     async with pg.acquire(ctx.pool) as conn:
-        shares = await pg.phone_shares(conn)
-    epoch, mirrored = await ctx.redis.epoch_and_shares(list(shares))
+        marks = await pg.event_marks(conn)
+    epoch, mirrored = await ctx.redis.epoch_and_marks(list(marks))
     if epoch is None:
         await rebuild_inventory(ctx)
         return True
-    changed = {ev: share for ev, share in shares.items() if mirrored.get(ev) != share}
+    changed = {ev: mark for ev, mark in marks.items() if mirrored.get(ev) != mark}
     if changed:
         async with pg.acquire(ctx.pool) as conn:
             states = await pg.event_slot_states(conn, list(changed))
         await ctx.redis.apply_slots(states)
-        await ctx.redis.remember_shares(changed)
+        await ctx.redis.remember_marks(changed)
         ctx.inventory_changed.set()
     return False

@@ -52,10 +52,18 @@ def throttle_client(prefix: str, client: str) -> str:
     return f"{prefix}{{cl:{client}}}:attempts"
 
 
-def phone_shares(prefix: str) -> str:
-    """HASH: event id -> its phone share ("<pct>:<release ms>") as its slots were last
-    mirrored; a different one in Postgres (an administrator changed it) mirrors them again."""
-    return f"{prefix}booking:phone-shares"
+def event_marks(prefix: str) -> str:
+    """HASH: event id -> what its slots were last mirrored from (window, closed, phone
+    share: booking.store.pg.EVENT_MARK_SQL); a different one in Postgres (an administrator
+    changed the event) mirrors them again."""
+    return f"{prefix}booking:event-marks"
+
+
+def lookup_sessions(prefix: str, event_id: str) -> str:
+    """ZSET: "my bookings" session ids of this event -> expiry (unix ms). Booking's own:
+    these sessions see and cancel, they are not residents active in booking (the
+    waitroom's ``booking-sessions``)."""
+    return f"{prefix}{{ev:{event_id}}}:lookup-sessions"
 
 
 def epoch(prefix: str) -> str:

@@ -9,13 +9,7 @@ from booking import errors
 from booking.store import pg
 from machiai.pg import Conn
 
-# The place goes back to the pool it came from: an operator's booking (whoever cancels it)
-# counted in booked_phone too (promise "the phone keeps its share"; migration 0003).
-UNBOOK_SQL = (
-    "UPDATE slots SET booked = booked - 1, "
-    "booked_phone = booked_phone - ($2::booking_channel = 'operator')::int "
-    "WHERE id = $1 AND booked > 0"
-)
+UNBOOK_SQL = f"UPDATE slots SET {pg.unbook_set('$2::booking_channel')} WHERE id = $1 AND booked > 0"
 
 
 async def cancel(

@@ -91,8 +91,7 @@ old AS (
 ),
 old_slot AS (
     -- Its place goes back to the pool it came from (the old booking's channel).
-    UPDATE slots AS s SET booked = s.booked - 1,
-        booked_phone = s.booked_phone - (old.channel = 'operator')::int
+    UPDATE slots AS s SET {pg.unbook_set("old.channel")}
     FROM old, events e
     WHERE s.id = old.slot_id AND s.booked > 0 AND e.id = s.event_id
     RETURNING {_SLOT_STATE}
@@ -111,17 +110,13 @@ old_slot AS (
         id_column, new_id, new_from = ("", "", "slot")
     action = "booking.booking.changed" if change else "booking.booking.confirmed"
     before = "(SELECT jsonb_build_object('booking_id', old.id::text) FROM old)"
+    state = ", ".join(f"slot.{name}" for name in pg.STATE_FIELDS)
     old_state = (
-        """,
-       old_slot.id::text AS old_slot_id, old_slot.version AS old_version,
-       old_slot.capacity AS old_capacity, old_slot.booked AS old_booked,
-       old_slot.closed AS old_closed, old_slot.from_ms AS old_from_ms,
-       old_slot.until_ms AS old_until_ms, old_slot.booked_phone AS old_booked_phone,
-       old_slot.kept AS old_kept, old_slot.release_ms AS old_release_ms
-FROM doc, slot LEFT JOIN old_slot ON true"""
+        ", old_slot.id::text AS old_slot_id, "
+        + ", ".join(f"old_slot.{name} AS old_{name}" for name in pg.STATE_FIELDS)
+        + "\nFROM doc, slot LEFT JOIN old_slot ON true"
         if change
-        else """
-FROM doc, slot"""
+        else "\nFROM doc, slot"
     )
     return f"""
 WITH {prior}
@@ -185,9 +180,7 @@ idem AS (
     SELECT $9, $10, $11, 200, jsonb_build_object('booking', doc.booking) FROM doc
     WHERE $10::text IS NOT NULL
 )
-SELECT doc.booking::text AS booking,
-       slot.id::text AS slot_id, slot.version, slot.capacity, slot.booked, slot.closed,
-       slot.from_ms, slot.until_ms, slot.booked_phone, slot.kept, slot.release_ms{old_state}
+SELECT doc.booking::text AS booking, slot.id::text AS slot_id, {state}{old_state}
 """
 
 

@@ -328,3 +328,73 @@ async def test_household_member_books_their_own_dose(
             )
         owners = await db.fetch("SELECT voucher_number FROM bookings WHERE slot_id = $1::uuid", sid)
         assert sorted(r["voucher_number"] for r in owners) == [voucher(6), voucher(7)]
+
+
+async def test_finish_ends_either_kind_of_session_at_once(
+    settings: BookingSettings, world: World
+) -> None:
+    """A URL left in the history of a shared phone grants nothing after "finish": for a
+    session from the line and for one opened from "my bookings"."""
+    async with running(settings) as (_, client):
+        slots = await sign_in(client, settings, world.event_id, 8)
+        admitted = param(str(slots.url), "s")
+        mine = await follow(
+            client,
+            await client.post(
+                "/mine",
+                data={
+                    "event": world.event_id,
+                    "voucher": voucher(9),
+                    "year": "1950",
+                    "month": "4",
+                    "day": "1",
+                },
+            ),
+        )
+        lookup = param(str(mine.url), "s")
+        for token, page in ((admitted, "/book/slots"), (lookup, "/book/mine")):
+            assert (await client.get(page, params={"s": token})).status_code == 200
+            finished = await client.post("/book/finish", data={"s": token})
+            assert finished.status_code == 303
+            after = await client.get(page, params={"s": token})
+            assert after.status_code == 401 and "<!doctype html>" in after.text, page
+
+
+async def test_a_refused_post_is_a_page_in_the_language_asked_for(
+    settings: BookingSettings, world: World
+) -> None:
+    """What a page post is refused for (too large, a forged session) is told on a page, in
+    the language of the form or the browser: never the JSON the API speaks."""
+    async with running(settings) as (_, client):
+        large = await client.post(
+            "/book/hold",
+            content=b"s=x&note=" + b"a" * 20_000,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept-Language": "en",
+            },
+        )
+        assert large.status_code == 413
+        assert_page(large)
+        assert "What was sent is too large" in large.text
+
+        forged = await client.post(
+            "/book/hold", data={"s": "forged.session", "slot": "x", "lang": "en"}
+        )
+        assert forged.status_code == 401
+        assert_page(forged)
+        assert 'lang="en"' in forged.text and "ご予約" not in forged.text
+
+
+async def test_digits_that_are_not_ascii_are_no_number_to_a_page(
+    settings: BookingSettings, world: World
+) -> None:
+    """ "²" or "①" in a page number or a hold's time: isdigit() takes them, int() does not."""
+    async with running(settings) as (_, client):
+        slots = await sign_in(client, settings, world.event_id, 10)
+        token = param(str(slots.url), "s")
+        for odd in ("²", "①", "٣"):
+            page = await client.get("/book/slots", params={"s": token, "page": odd})
+            assert page.status_code == 200, odd
+            review = await client.get("/book/review", params={"s": token, "u": odd})
+            assert review.status_code < 500, odd

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -21,6 +20,7 @@ import psutil
 import pytest
 
 from machiai.embedded import free_port
+from tests.servers import port_free
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 1500.0
@@ -70,16 +70,6 @@ def _ready(port: int) -> bool:
             return bool(r.status == 200)
     except OSError:
         return False
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
@@ -138,7 +128,7 @@ def test_run_and_test_work_as_root_from_a_private_clone(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert _alive(started) == []
         assert "machiai stopped." in log.read_text()
-        assert all(_port_free(port) for port in ports)
+        assert all(port_free(port) for port in ports)
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
         # 2. ./machiai.sh test (ruff, mypy, then a part of pytest that needs Postgres).

@@ -14,6 +14,7 @@ import pytest
 from machiai.embedded import EmbeddedPostgres, PostgresTuning, _package_dir
 from machiai.embedded_root import (
     Account,
+    RootPlacementError,
     _link_or_copy,
     can_search,
     collect_orphans,
@@ -117,6 +118,41 @@ def test_private_data_moves_and_leaves_with_its_data_dir(
     (data_dir / "pgdata").unlink()
     assert collect_orphans(base) == [home]
     assert not home.exists()
+
+
+@as_root
+def test_a_base_anyone_but_root_may_write_is_refused(public: Path, account: Account) -> None:
+    """Root runs psql and pg_isready from the base: nobody else may put a binary there."""
+    base = public / "base"
+    base.mkdir(mode=0o755)
+    package = _package_dir("pgserver")
+    base.chmod(0o775)
+    with pytest.raises(RootPlacementError, match="writable by root only"):
+        reachable_bin_dir(package, account, base)
+    base.chmod(0o755)
+    os.chown(base, STRANGER.uid, STRANGER.gid)
+    with pytest.raises(RootPlacementError, match="must belong to root"):
+        reachable_bin_dir(package, account, base)
+    assert list(base.iterdir()) == []
+
+
+@as_root
+def test_data_elsewhere_is_never_taken_over(public: Path, tmp_path: Path, account: Account) -> None:
+    """A link to other data, or data the user cannot reach, stops the start with what to do."""
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    base = public / "base"
+    linked = private / "linked"
+    linked.mkdir()
+    (linked / "pgdata").symlink_to(public / "someone-elses")
+    with pytest.raises(RootPlacementError, match="remove the link"):
+        place_pgdata(linked, account, base)
+    unreachable = private / "unreachable"
+    (unreachable / "pgdata").mkdir(parents=True)
+    with pytest.raises(RootPlacementError, match="cannot reach"):
+        place_pgdata(unreachable, account, base)
+    assert not relocated_dir(linked, base).exists()
+    assert not relocated_dir(unreachable, base).exists()
 
 
 @as_root
