@@ -1,7 +1,7 @@
 #!/bin/sh
 # Container entrypoint: `waitroom`, `booking` (uvicorn, WORKERS processes) or `migrate`.
 set -eu
-# --no-proxy-headers: X-Forwarded-For is trusted only by *_TRUST_FORWARDED, not by uvicorn.
+# --no-proxy-headers: X-Forwarded-For is read only from *_TRUSTED_PROXIES peers, not by uvicorn.
 workers=${WORKERS:-2}
 case "${1:-waitroom}" in
     waitroom) exec uvicorn --factory waitroom.app:app_from_env --host 0.0.0.0 --port 8000 \

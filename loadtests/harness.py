@@ -124,9 +124,10 @@ def local_system(
             MACHIAI_DATA_DIR=str(workdir / "data"),
             WAITROOM_PORT=str(ports[0]),
             BOOKING_PORT=str(ports[1]),
-            # Residents arrive through a load balancer: each has its own X-Forwarded-For.
-            WAITROOM_TRUST_FORWARDED="true",
-            BOOKING_TRUST_FORWARDED="true",
+            # Residents arrive through a load balancer: each has its own X-Forwarded-For,
+            # read because locust (the peer, on this host) is listed as the proxy.
+            WAITROOM_TRUSTED_PROXIES="127.0.0.1,::1",
+            BOOKING_TRUSTED_PROXIES="127.0.0.1,::1",
         )
         log = open(workdir / "services.log", "wb")  # noqa: SIM115 - closed by the stack
         stack.callback(log.close)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,6 +117,16 @@ class Env:
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 POSTGRES_SCHEMES = ("postgres", "postgresql")
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: a password in it (``user:pass@`` or ``?password=``)
+    becomes ``***``; the rest stays, so the reader still sees where it points."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    if ":" in userinfo:
+        url = url.replace(userinfo + at, userinfo.partition(":")[0] + ":***@", 1)
+    return _PASSWORD_PARAM.sub(r"\1***", url)
 
 
 def secret_keys(env: Env, mode: Mode, data_dir: Path) -> tuple[str, ...]:

@@ -2,8 +2,10 @@
 
 The services run as child processes (one uvicorn each) in their own process
 groups; the supervisor alone receives a terminal's Ctrl-C and stops them
-first, then the data servers. Every child also carries the kernel's
-parent-death signal, so a killed supervisor leaves nothing running.
+first, then the data servers. A service that exits on its own is started again
+after a pause that grows while it keeps failing; the other keeps serving. Every child
+also carries the kernel's parent-death signal, so a killed supervisor leaves nothing
+running.
 
 Before anything starts, every setting of both services is read once as the
 services will read it (``check_settings``): a bad value then costs one line
@@ -36,7 +38,7 @@ from machiai.backends import (
     running_owner,
     write_run_file,
 )
-from machiai.config import MIN_SECRET_LENGTH, Env, Mode, SettingsError
+from machiai.config import MIN_SECRET_LENGTH, Env, Mode, SettingsError, shown_url
 from machiai.embedded import child_preexec
 from machiai.migrate import apply_migrations
 from machiai.settings import RunnerSettings
@@ -44,6 +46,9 @@ from waitroom.settings import WaitroomSettings
 
 SERVICE_START_TIMEOUT_S = 60.0
 SERVICE_STOP_TIMEOUT_S = 15.0
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+RESTART_STABLE_S = 60.0
 
 
 # Stand-ins for what is only known once the embedded servers run; never connected to.
@@ -156,7 +161,7 @@ def spawn_service(spec: ServiceSpec, host: str, env: Mapping[str, str]) -> subpr
         "--port",
         str(spec.port),
         "--no-access-log",
-        # The client address is the app's business (WAITROOM_/BOOKING_TRUST_FORWARDED):
+        # The client address is the app's business (WAITROOM_/BOOKING_TRUSTED_PROXIES):
         # uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1 on its own.
         "--no-proxy-headers",
         "--lifespan",
@@ -200,6 +205,41 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait(5)
 
 
+@dataclass(slots=True)
+class _Child:
+    """A running service and, once it exited, when it starts again.
+
+    Promise: one service crashing never stops the other, and it comes back by itself;
+    only Ctrl-C (or SIGTERM) stops everything. Restarts back off (1 s, 2 s, 4 s ... up to
+    RESTART_MAX_S) so a service that cannot stay up does not spin; one that stayed up for
+    RESTART_STABLE_S starts over at 1 s."""
+
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes]
+    started: float
+    failures: int = 0
+    restart_at: float | None = None
+
+    def tend(self, host: str, env: Mapping[str, str], now: float) -> str | None:
+        """Notice an exit or restart when due; what to tell the operator, if anything."""
+        if self.restart_at is None:
+            code = self.process.poll()
+            if code is None:
+                return None
+            self.failures = 1 if now - self.started >= RESTART_STABLE_S else self.failures + 1
+            delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (self.failures - 1))
+            self.restart_at = now + delay
+            return (
+                f"{self.spec.name} exited with code {code}; starting it again in {delay:g} s "
+                "(the rest keeps running; Ctrl-C stops everything)"
+            )
+        if now < self.restart_at:
+            return None
+        self.process = spawn_service(self.spec, host, env)
+        self.started, self.restart_at = now, None
+        return f"{self.spec.name} started again (pid {self.process.pid})"
+
+
 def run_system(settings: RunnerSettings, *, out: TextIO = sys.stdout) -> int:
     """Run everything until SIGINT/SIGTERM; returns the exit code.
 
@@ -212,8 +252,7 @@ def run_system(settings: RunnerSettings, *, out: TextIO = sys.stdout) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    services: list[tuple[ServiceSpec, subprocess.Popen[bytes]]] = []
-    exit_code = 0
+    services: list[_Child] = []
     try:
         with open_backends(settings, owner=True) as backends:
             if backends.embedded:
@@ -228,31 +267,27 @@ def run_system(settings: RunnerSettings, *, out: TextIO = sys.stdout) -> int:
                     ServiceSpec("booking", "booking.app:app_from_env", settings.booking_port),
                 ]
                 for spec in specs:
-                    services.append((spec, spawn_service(spec, settings.host, env)))
-                for spec, process in services:
-                    url = f"http://{settings.host}:{spec.port}"
-                    wait_healthy(url, process, SERVICE_START_TIMEOUT_S)
+                    process = spawn_service(spec, settings.host, env)
+                    services.append(_Child(spec, process, time.monotonic()))
+                for child in services:
+                    url = f"http://{settings.host}:{child.spec.port}"
+                    wait_healthy(url, child.process, SERVICE_START_TIMEOUT_S)
                 _say(out, _banner(settings, backends))
                 while not stop.wait(0.5):
-                    for spec, process in services:
-                        if process.poll() is not None:
-                            _say(
-                                out,
-                                f"{spec.name} exited with code {process.returncode}; "
-                                "stopping machiai",
-                            )
-                            exit_code = 1
-                            stop.set()
+                    for child in services:
+                        message = child.tend(settings.host, env, time.monotonic())
+                        if message:
+                            _say(out, message)
             finally:
-                for _, process in reversed(services):
-                    stop_process(process, SERVICE_STOP_TIMEOUT_S)
+                for child in reversed(services):
+                    stop_process(child.process, SERVICE_STOP_TIMEOUT_S)
                 if backends.embedded:
                     remove_run_file(settings.data_dir)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     _say(out, "machiai stopped.")
-    return exit_code
+    return 0
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -266,8 +301,9 @@ def _banner(settings: RunnerSettings, backends: Backends) -> str:
             "machiai is running (Ctrl-C stops everything).",
             f"  waitroom  {settings.waitroom_url}",
             f"  booking   {settings.booking_url}",
-            f"  redis     {backends.redis_url}  ({where})",
-            f"  postgres  {backends.database_url}",
+            # A URL given in the environment may carry a password: never printed.
+            f"  redis     {shown_url(backends.redis_url)}  ({where})",
+            f"  postgres  {shown_url(backends.database_url)}",
             "Try it: ./machiai.sh seed-demo   (in another terminal)",
         ]
     )

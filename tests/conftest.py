@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from machiai.config import CoreSettings, Env, core_settings
+from tests import report
 from tests.servers import (
     PostgresForTests,
     delete_prefixed_keys,
@@ -92,3 +93,11 @@ def env_vars(
 @pytest.fixture
 def core(env_vars: dict[str, str]) -> CoreSettings:
     return core_settings(Env(env_vars))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault table, when fault tests ran: in the test command's output, for the issue."""
+    if report.FAULTS or report.FUZZ:
+        report.write()
+        terminalreporter.write_sep("=", "faults tried and fuzzing (also in reports/faults.md)")
+        terminalreporter.write_line(report.table())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from machiai.errors import AppError, Busy
+from machiai.errors import AppError, BodyTooLarge, Busy
+
+__all__ = ["BodyTooLarge"]  # shared with booking (machiai.errors); raised by the join
 
 
 class ScriptError(IntEnum):
@@ -101,6 +103,16 @@ class TooManyRequests(AppError):
         super().__init__(headers={"Retry-After": str(retry_after_s)})
 
 
+class CrossSiteJoin(AppError):
+    """A JSON join another site's page sent: no place is handed out (a browser there is sent
+    to the waiting page instead, which shows the place it holds or the join button)."""
+
+    code = "cross_site_join"
+    status = 403
+    message_ja = "ほかのサイトのページからは列に並べません。待合室のページから並んでください。"
+    message_en = "A join sent from another site's page is refused. Please join on the waiting page."
+
+
 class Unauthorized(AppError):
     code = "unauthorized"
     status = 401
@@ -120,13 +132,6 @@ class InvalidInput(AppError):
     status = 422
     message_ja = "入力内容に誤りがあります。"
     message_en = "The input is not valid."
-
-
-class BodyTooLarge(AppError):
-    code = "body_too_large"
-    status = 413
-    message_ja = "送信データが大きすぎます。"
-    message_en = "Request body too large."
 
 
 class BadTransition(AppError):

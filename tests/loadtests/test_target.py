@@ -103,8 +103,8 @@ async def test_loadtest_targets_a_running_deployment(
         **env_vars,
         "WAITROOM_PORT": str(ports[0]),
         "BOOKING_PORT": str(ports[1]),
-        "WAITROOM_TRUST_FORWARDED": "true",
-        "BOOKING_TRUST_FORWARDED": "true",
+        "WAITROOM_TRUSTED_PROXIES": "127.0.0.1,::1",
+        "BOOKING_TRUSTED_PROXIES": "127.0.0.1,::1",
     }
     run = subprocess.Popen(
         [sys.executable, "-m", "machiai.cli", "run"],

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from booking.settings import BookingSettings
-from machiai.config import Env, Mode, SettingsError, core_settings
+from machiai.backends import Backends
+from machiai.config import Env, Mode, SettingsError, core_settings, shown_url
+from machiai.runner import _banner
 from machiai.settings import RunnerSettings
 from waitroom.settings import WaitroomSettings
 
@@ -103,3 +105,37 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = BookingSettings.from_env(base(tmp_path, MACHIAI_SECRET_KEYS=KEY))
     with pytest.raises(AttributeError):
         settings.db_pool_max = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:hunter2@db:5432/machiai", "postgresql://app:***@db:5432/machiai"),
+        ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("rediss://default:hun:ter2@cache/0", "rediss://default:***@cache/0"),
+        (
+            "postgresql:///machiai?host=/run/pg&password=hunter2&sslmode=off",
+            "postgresql:///machiai?host=/run/pg&password=***&sslmode=off",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:5432/machiai",
+            "postgresql://postgres@127.0.0.1:5432/machiai",
+        ),
+        ("unix:///run/redis/redis.sock?db=2", "unix:///run/redis/redis.sock?db=2"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+def test_the_run_banner_never_prints_a_password(tmp_path: Path) -> None:
+    """`machiai run` prints where its backends are; given by URL, they may carry a password."""
+    given = {
+        "REDIS_URL": "redis://:hunter2hunter2@127.0.0.1:6379/0",
+        "DATABASE_URL": "postgresql://app:hunter2hunter2@127.0.0.1:5432/machiai",
+        "MACHIAI_DATA_DIR": str(tmp_path),
+    }
+    settings = RunnerSettings.from_env(given)
+    banner = _banner(settings, Backends(given["REDIS_URL"], given["DATABASE_URL"], embedded=False))
+    assert "127.0.0.1:5432/machiai" in banner
+    assert "hunter2" not in banner

@@ -9,13 +9,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
+import redis.asyncio as aioredis
 
 from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
+from tests import report
 from tests.servers import session_tmpdir
 
 
@@ -190,3 +194,104 @@ def test_cli_help_everywhere() -> None:
         )
         assert result.returncode == 0
         assert "usage: machiai" in result.stdout
+
+
+async def test_machiai_run_never_prints_a_password(
+    data_dir: Path, redis_url: str, database_url: str, redis_prefix: str
+) -> None:
+    """Given REDIS_URL and DATABASE_URL with passwords, nothing `machiai run` or its
+    services print (banner, logs, the stop) contains them: run output ends up in terminals,
+    CI logs and tickets."""
+    redis_password, pg_password = "r-" + uuid.uuid4().hex, "p-" + uuid.uuid4().hex
+    user = f"machiai-test-{uuid.uuid4().hex[:8]}"
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{redis_password}"], keys=["*"], commands=["+@all"]
+    )
+    try:
+        r, p = urlsplit(redis_url), urlsplit(database_url)
+        pg_user = p.username or "postgres"
+        pg_password = p.password or pg_password  # a trust-auth server ignores a made-up one
+        env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+        ports = (free_port(), free_port())
+        env.update(
+            MACHIAI_DATA_DIR=str(data_dir),
+            WAITROOM_PORT=str(ports[0]),
+            BOOKING_PORT=str(ports[1]),
+            MACHIAI_ENV="development",
+            MACHIAI_REDIS_PREFIX=redis_prefix,
+            REDIS_URL=r._replace(netloc=f"{user}:{redis_password}@{r.hostname}:{r.port}").geturl(),
+            DATABASE_URL=p._replace(
+                netloc=f"{pg_user}:{pg_password}@{p.hostname}:{p.port}"
+            ).geturl(),
+        )
+        run = subprocess.Popen(
+            [sys.executable, "-m", "machiai.cli", "run"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            banner = "".join(_wait_banner(run))
+            for port in ports:
+                assert _get(f"http://127.0.0.1:{port}/health/ready")[0] == 200
+        finally:
+            run.send_signal(signal.SIGINT)
+            assert run.stdout is not None
+            with run.stdout:
+                rest = run.stdout.read()  # through the reader's buffer: it holds the banner
+            run.wait(timeout=60)
+        printed = banner + rest
+        assert f"{user}:***@" in printed and f"{pg_user}:***@" in printed  # where, not how
+        for secret in (redis_password, pg_password):
+            assert secret not in printed
+    finally:
+        await admin.acl_deluser(user)
+        await admin.aclose()
+
+
+def test_a_crashed_service_comes_back_and_the_other_keeps_serving(data_dir: Path) -> None:
+    """kill -9 of booking: `machiai run` says so, starts it again, the waitroom answers all
+    along; only Ctrl-C stops everything."""
+    ports = (free_port(), free_port())
+    run = _start_run(data_dir, ports)
+    try:
+        _wait_banner(run)
+        (booking,) = [
+            p
+            for p in psutil.Process(run.pid).children()
+            if "booking.app:app_from_env" in " ".join(p.cmdline())
+        ]
+        booking.kill()
+        booking.wait(10)
+        killed = time.monotonic()
+        deadline = time.monotonic() + 60
+        back = False
+        while time.monotonic() < deadline and not back:
+            assert _get(f"http://127.0.0.1:{ports[0]}/health/ready")[0] == 200
+            try:
+                back = _get(f"http://127.0.0.1:{ports[1]}/health/ready")[0] == 200
+            except OSError:
+                time.sleep(0.2)
+        assert back, "booking did not come back"
+        assert run.poll() is None
+        report.record(
+            report.Fault(
+                "booking process killed (SIGKILL) under `machiai run`",
+                "the waitroom answered all along; booking refused connections until restarted",
+                "–",
+                "–",
+                f"{time.monotonic() - killed:.1f} s until booking answered ready again",
+            )
+        )
+    finally:
+        run.send_signal(signal.SIGINT)
+        assert run.stdout is not None
+        with run.stdout:
+            printed = run.stdout.read()
+        run.wait(timeout=60)
+    assert run.returncode == 0
+    assert "booking exited with code -9; starting it again in 1 s" in printed
+    assert "booking started again" in printed
+    assert processes_using(data_dir) == []

@@ -14,6 +14,7 @@ import pytest
 
 from machiai.embedded import free_port
 from machiai.runner import check_service_settings
+from tests.servers import port_free
 
 MACHIAI = str(Path(sys.executable).parent / "machiai")
 GOOD_KEY = "g" * 40
@@ -56,17 +57,7 @@ class Refused:
             if any(str(self.data_dir) in part for part in p.info["cmdline"] or [])
         ]
         assert leftovers == []
-        assert all(_port_free(port) for port in self.ports)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        assert all(port_free(port) for port in self.ports)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +72,7 @@ def _port_free(port: int) -> bool:
         ("MACHIAI_BOOKING_URL", "ftp://booking", "must start with one of http://"),
         # booking only
         ("BOOKING_HOLD_MS", "5", "between 1000 and 3600000"),
-        ("BOOKING_TRUST_FORWARDED", "maybe", "true or false"),
+        ("BOOKING_TRUSTED_PROXIES", "10.0.0.0/33", "not an IP address or network"),
         # the runner's own
         ("WAITROOM_PORT", "70000", "between 1 and 65535"),
         ("MACHIAI_ENV", "staging", "must be one of"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from machiai.client_address import parse_trusted_proxies
 from waitroom.settings import WaitroomSettings
 from waitroom.web.common import client_id, ticket_token
 
@@ -34,9 +35,14 @@ def test_ticket_is_read_header_then_query_then_body_then_cookie() -> None:
 
 def test_client_is_the_peer_unless_a_proxy_is_trusted(settings: WaitroomSettings) -> None:
     forwarded = (b"x-forwarded-for", b"192.0.2.7, 10.0.0.1")
-    peer = ("10.0.0.1", 5000)
-    assert client_id(scope(forwarded, client=peer), settings) == "10.0.0.1"
-    trusted = replace(settings, trust_forwarded=True)
+    peer = ("10.0.0.2", 5000)
+    assert client_id(scope(forwarded, client=peer), settings) == "10.0.0.2"
+    proxies = parse_trusted_proxies("WAITROOM_TRUSTED_PROXIES", "10.0.0.0/8")
+    trusted = replace(settings, trusted_proxies=proxies)
     assert client_id(scope(forwarded, client=peer), trusted) == "192.0.2.7"
-    assert client_id(scope((b"x-forwarded-for", b" "), client=peer), trusted) == "10.0.0.1"
+    # The client's own leading entries are not read: the proxy's entry is the client.
+    forged = (b"x-forwarded-for", b"198.51.100.66, 192.0.2.7, 10.0.0.1")
+    assert client_id(scope(forged, client=peer), trusted) == "192.0.2.7"
+    assert client_id(scope(forwarded, client=("198.51.100.4", 1)), trusted) == "198.51.100.4"
+    assert client_id(scope((b"x-forwarded-for", b" "), client=peer), trusted) == "10.0.0.2"
     assert client_id(scope(), trusted) == "unknown"

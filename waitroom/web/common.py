@@ -18,7 +18,6 @@ from waitroom.store.keys import EVENT_ID
 TICKET_QUERY = "t"
 # Raw ASGI header names (lower case, bytes), compared as they come off the scope.
 TICKET_HEADER = b"x-machiai-ticket"
-FORWARDED_FOR = b"x-forwarded-for"
 
 
 def waitroom(request: Request) -> Waitroom:
@@ -50,17 +49,10 @@ def wants_json(request: Request) -> bool:
 
 
 def client_id(scope: Scope, settings: WaitroomSettings) -> str:
-    """Whom the join limit counts: the peer address, or behind a trusted proxy the first
-    X-Forwarded-For address (a client can write that header, so only when configured)."""
-    if settings.trust_forwarded:
-        for name, value in scope["headers"]:
-            if name == FORWARDED_FOR:
-                first = str(value.decode("latin-1")).split(",")[0].strip()
-                if first:
-                    return first
-                break
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    """Whom the join limit counts: the peer address, or behind a trusted proxy the address
+    the first trusted proxy saw (never an X-Forwarded-For entry the client wrote itself).
+    Read off the raw scope like the ticket: the join is a hot path."""
+    return settings.trusted_proxies.client_of(scope)
 
 
 def ticket_token(scope: Scope, event_id: str, body_token: str | None = None) -> str | None:
@@ -134,11 +126,14 @@ def status_response(event_id: str, st: TicketStatus, status_code: int = 200, **e
 
 
 def ticket_cookie(wr: Waitroom, event_id: str, token: str) -> bytes:
-    """Set-Cookie value: HttpOnly, SameSite=Lax, scoped to the event (tokens need no quoting)."""
+    """Set-Cookie value: HttpOnly, Secure outside development, scoped to the event (tokens
+    need no quoting). SameSite=Lax, not Strict: a resident who comes back by a link from
+    the city's site or from booking (another site) must see the place their cookie holds.
+    Lax keeps it out of another site's POST, which ``web/origin.py`` spots."""
     secure = "; Secure" if wr.settings.core.production else ""
     return (
         f"{cookie_name(event_id)}={token}; HttpOnly; Max-Age={wr.settings.ticket_ttl_s}; "
-        f"Path=/events/{event_id}; SameSite=lax{secure}"
+        f"Path=/events/{event_id}; SameSite=Lax{secure}"
     ).encode("latin-1")
 
 

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from machiai.errors import AppError, Busy
+from machiai.pages import SECURITY_HEADERS
 from waitroom.services.issue_pass import issue_pass
 from waitroom.services.tickets import load_ticket
 from waitroom.web.common import english, event_id_of, ticket_token, waitroom, wants_json
@@ -27,7 +28,9 @@ async def enter(request: Request) -> Response:
             raise
         # A browser is sent back to its waiting page, which says where it stands.
         lang = "en" if english(request) else "ja"
-        return RedirectResponse(f"/events/{event_id}/wait?t={token}&lang={lang}", 303)
+        return RedirectResponse(
+            f"/events/{event_id}/wait?t={token}&lang={lang}", 303, SECURITY_HEADERS
+        )
     if wants_json(request):
         return JSONResponse(
             {
@@ -36,4 +39,5 @@ async def enter(request: Request) -> Response:
                 "expires_at_ms": entry.expires_ms,
             }
         )
-    return RedirectResponse(entry.redirect_url, status_code=303)
+    # The pass rides in the URL: no Referer takes it along, no cache keeps it.
+    return RedirectResponse(entry.redirect_url, 303, SECURITY_HEADERS)

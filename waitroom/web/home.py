@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from machiai.i18n import tr
 from waitroom.web.common import english, waitroom
-from waitroom.web.page import render_page
+from waitroom.web.page import page_response, render_page
 
 JST = timezone(timedelta(hours=9))
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -49,4 +49,4 @@ async def home(request: Request) -> Response:
             "phone": wr.settings.phone,
         },
     )
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    return page_response(html)

@@ -81,12 +81,16 @@ async def _send_json(send: Send, status: int, body: bytes, *extra: tuple[bytes, 
 
 
 def _bodiless(scope: Scope) -> bool:
-    """A join without a body and not from the page's form (those go the framework's way)."""
+    """A join without a body and not from a browser's page: forms, bodies and whatever a
+    browser sends with Origin or Sec-Fetch-Site (another site's page may post an empty
+    text/plain form) go the framework's way, where ``join`` looks at where they came from."""
     for name, value in scope["headers"]:
         if (
             (name == b"content-length" and value != b"0")
             or name == b"transfer-encoding"
             or (name == b"content-type" and b"form" in value)
+            or name == b"origin"
+            or name == b"sec-fetch-site"
         ):
             return False
     return True

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from machiai import i18n
 from machiai.errors import AppError, Busy
 from machiai.i18n import tr
+from machiai.pages import SECURITY_HEADERS, Asset
 from waitroom.errors import EventNotFound
 from waitroom.services.estimate_wait import Phase, TicketStatus
 from waitroom.services.tickets import load_ticket, status_of
@@ -52,6 +53,11 @@ env.policies["json.dumps_kwargs"] = {
     "sort_keys": True,
     "separators": (",", ":"),
 }
+# No inline style or script (the pages' CSP): one stylesheet, and the waiting page's script.
+CSS = Asset.packaged("waitroom", "waitroom.css", "text/css; charset=utf-8")
+JS = Asset.packaged("waitroom", "wait.js", "text/javascript; charset=utf-8")
+for _lang_env in env.envs.values():
+    _lang_env.globals.update(css=CSS.path, js=JS.path)
 
 
 @dataclass
@@ -101,7 +107,12 @@ def _render(view: PageView, here: str, status_code: int = 200, retry_s: int | No
     html = render_page(
         "wait.html", view.lang, here, {**view.__dict__, "title": tr(view.lang, "Waiting line")}
     )
-    headers = {"Cache-Control": "no-store"}
+    return page_response(html, status_code, retry_s)
+
+
+def page_response(html: str, status_code: int = 200, retry_s: int | None = None) -> HTMLResponse:
+    """A waitroom page with the security headers (``machiai.pages``), not stored anywhere."""
+    headers = dict(SECURITY_HEADERS)
     if retry_s is not None:
         headers["Retry-After"] = str(retry_s)
     return HTMLResponse(html, status_code=status_code, headers=headers)

@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from machiai.errors import Busy
 from machiai.i18n import tr
 from waitroom.errors import EventNotFound
 from waitroom.services.prequeue_shuffle import ALGORITHM, permute
 from waitroom.web.common import english, event_id_of, waitroom
-from waitroom.web.page import BUSY_RETRY_S, render_page
+from waitroom.web.page import BUSY_RETRY_S, page_response, render_page
 
 JST = timezone(timedelta(hours=9))
 MAX_NUMBER_CHARS = 12
@@ -29,7 +29,9 @@ def _number(raw: str) -> int | None:
     """A number typed by a person: full-width digits, spaces and commas accepted."""
     text = raw.translate({0xFF10 + d: 0x30 + d for d in range(10)})
     text = "".join(ch for ch in text if ch not in " ,\u3000")
-    return int(text) if text.isdigit() and len(text) <= MAX_NUMBER_CHARS else None
+    # isascii too: isdigit() accepts "²" or "①", which int() refuses.
+    digits = text.isascii() and text.isdigit()
+    return int(text) if digits and len(text) <= MAX_NUMBER_CHARS else None
 
 
 async def shuffle(request: Request) -> Response:
@@ -96,7 +98,5 @@ async def shuffle(request: Request) -> Response:
 
 
 def _page(lang: str, here: str, context: dict[str, Any], status: int) -> Response:
-    headers = {"Cache-Control": "no-store"}
-    if status == 503:
-        headers["Retry-After"] = str(BUSY_RETRY_S)
-    return HTMLResponse(render_page("shuffle.html", lang, here, context), status, headers)
+    retry_s = BUSY_RETRY_S if status == 503 else None
+    return page_response(render_page("shuffle.html", lang, here, context), status, retry_s)
