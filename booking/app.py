@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from booking.api import clinic, operator, registry, resident, staff
 from booking.background import refresh_forever
-from booking.http import Endpoint
+from booking.http import Endpoint, routes_of
 from booking.middleware import BodySizeLimit, LatencySampler
 from booking.openapi import build_openapi
 from booking.pages import book, home, mine, signin
@@ -55,17 +55,27 @@ def create_app(settings: BookingSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.redis = aioredis.Redis.from_url(settings.core.redis_url)
+        # Every call has a deadline (settings): a paused Redis or Postgres makes "busy"
+        # quickly, never a request that hangs and piles up behind others.
+        app.state.redis = aioredis.Redis.from_url(
+            settings.core.redis_url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+        )
         app.state.db = await asyncpg.create_pool(
             settings.core.database_url,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             reset=keep_session,
+            command_timeout=settings.db_timeout_s,
+            timeout=settings.db_timeout_s,  # to connect: a pool refilling after a pause
             server_settings={"lock_timeout": str(settings.lock_timeout_ms)},
         )
         ctx = Ctx(
             settings=settings,
-            redis=RedisStore(app.state.redis, settings.core.redis_prefix),
+            redis=RedisStore(
+                app.state.redis, settings.core.redis_prefix, timeout_s=settings.redis_timeout_s
+            ),
             pool=app.state.db,
             catalog=SlotCatalog(app.state.db),
         )
@@ -104,14 +114,14 @@ def create_app(settings: BookingSettings) -> Starlette:
     routes: list[BaseRoute] = [
         # The residents' journey first, as JSON and as pages (the paths never overlap);
         # staff, health, the document and static files after.
-        *(ep.route() for ep in resident.ENDPOINTS),
+        *routes_of(resident.ENDPOINTS),
         *book.routes(),
         *signin.routes(),
         *mine.routes(),
         *home.routes(),
-        *(ep.route() for ep in ENDPOINTS if ep not in resident.ENDPOINTS),
+        *routes_of(ep for ep in ENDPOINTS if ep not in resident.ENDPOINTS),
         *health_routes("booking"),
-        Route("/openapi.json", openapi),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *asset_routes(),
     ]
     app = Starlette(

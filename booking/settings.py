@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from machiai.client_address import NO_PROXIES, TrustedProxies, trusted_proxies
 from machiai.config import CoreSettings, Env, SettingsError, core_settings
 
 
@@ -28,11 +29,16 @@ class BookingSettings:
     # Background refresh of the waitroom handoff keys and the Redis epoch check.
     refresh_interval_ms: int = 1000
     public_cache_s: int = 5
-    # Behind a load balancer every client shares its address: take X-Forwarded-For instead.
-    trust_forwarded: bool = False
+    # Behind a load balancer every client shares its address: from these proxies only,
+    # X-Forwarded-For says who the client is (machiai/client_address.py).
+    trusted_proxies: TrustedProxies = NO_PROXIES
     # Confirm under contention: this many attempts, then "busy".
     confirm_attempts: int = 3
     lock_timeout_ms: int = 2000
+    # Deadlines: a Redis that stays silent this long, a Postgres statement or pool wait that
+    # takes this long, is "busy" (503 + Retry-After) rather than a request left hanging.
+    redis_timeout_s: float = 2.0
+    db_timeout_s: float = 5.0
     # The call centre residents are told to phone (pages; "" = say "your city's call centre").
     phone: str = ""
     # Where residents queue (the waitroom's public base URL), for links back into the line.
@@ -66,7 +72,11 @@ class BookingSettings:
             refresh_interval_ms=env.integer(
                 "BOOKING_REFRESH_INTERVAL_MS", 1000, minimum=50, maximum=60_000
             ),
-            trust_forwarded=env.flag("BOOKING_TRUST_FORWARDED", False),
+            redis_timeout_s=env.number("BOOKING_REDIS_TIMEOUT_S", 2.0, minimum=0.05, maximum=60),
+            db_timeout_s=env.number("BOOKING_DB_TIMEOUT_S", 5.0, minimum=0.1, maximum=600),
+            trusted_proxies=trusted_proxies(
+                env, "BOOKING_TRUSTED_PROXIES", retired="BOOKING_TRUST_FORWARDED"
+            ),
             phone=env.text("MACHIAI_PHONE", ""),
             waitroom_url=(
                 env.url("MACHIAI_WAITROOM_URL", ("http", "https"))

@@ -10,10 +10,13 @@ are matched first-in first-out. hiredis packs and parses; this module only match
 
 Invariants: replies are matched to callers strictly in send order; a caller that is
 cancelled still has its reply consumed (its future is just not resolved), so
-cancellation never shifts anyone else's reply; when the connection is lost or a
-reply is overdue by ``timeout_s``, every waiting caller gets ``ConnectionError`` /
+cancellation never shifts anyone else's reply; when the connection is lost, or
+Redis stays silent for ``timeout_s`` while callers wait (no reply since the oldest
+waiting command was sent), every waiting caller gets ``ConnectionError`` /
 ``TimeoutError`` (redis-py's classes, so callers catch ``RedisError`` for both
-clients) and the next call reconnects.
+clients) and the next call reconnects. The deadline is on Redis's silence, not on each
+command's age: a process too busy to read its replies for a while (a burst of 2,000
+requests at once) must not call a healthy Redis unreachable.
 
 It speaks to one Redis (redis://, rediss://, unix://, with AUTH and SELECT from the
 URL). Scripts keep their keys on one hash slot all the same, so a cluster client can
@@ -59,15 +62,18 @@ class _Protocol(asyncio.Protocol):
         # (future, monotonic send time); replies resolve them in this order.
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.outgoing: list[bytes] = []
+        self.unsent: list[asyncio.Future[Any]] = []  # their commands are in outgoing
         self.on_lost = on_lost
         self.closed = False
         self.gone = False  # connection_lost has run: the socket is closed
+        self.last_reply = 0.0  # monotonic time replies last arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_reply = time.monotonic()
         self.reader.feed(data)
         waiting = self.waiting
         while True:
@@ -106,22 +112,33 @@ class _Protocol(asyncio.Protocol):
             future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(exc)
+        self._fail_unsent(exc)
+
+    def _fail_unsent(self, exc: Exception) -> None:
+        for future in self.unsent:
+            if not future.done():
+                future.set_exception(exc)
+        self.unsent.clear()
+        self.outgoing.clear()
 
     def send(self, packed: bytes, futures: Sequence[asyncio.Future[Any]]) -> None:
         """Queue a command; everything queued in one turn of the loop goes out in one
         write (one syscall for all concurrent callers instead of one each)."""
-        now = time.monotonic()
-        self.waiting.extend((f, now) for f in futures)
+        self.unsent.extend(futures)
         self.outgoing.append(packed)
         if len(self.outgoing) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         if self.closed or self.transport is None:
-            self.outgoing.clear()
+            self._fail_unsent(RedisConnectionError("Redis connection lost before sending"))
             return
         data = b"".join(self.outgoing) if len(self.outgoing) > 1 else self.outgoing[0]
         self.outgoing.clear()
+        # Stamped when written, not when queued: the deadline counts Redis's time only.
+        now = time.monotonic()
+        self.waiting.extend((f, now) for f in self.unsent)
+        self.unsent.clear()
         self.transport.write(data)
 
 
@@ -183,9 +200,9 @@ class RedisMux:
             for future in futures:
                 future.cancel()  # cancelled caller: its replies are consumed unseen
             raise
+        failures = [future.exception() for future in futures]  # all retrieved: none warns
         results: list[Any] = []
-        for future in futures:
-            error = future.exception()
+        for future, error in zip(futures, failures, strict=True):
             if isinstance(error, (RedisConnectionError, RedisTimeoutError)) or (
                 raise_on_error and error is not None
             ):
@@ -268,7 +285,11 @@ class RedisMux:
         proto = self._proto
         if proto is None or proto.closed:
             return
-        if proto.waiting and time.monotonic() - proto.waiting[0][1] > self.timeout_s:
+        # Sockets are read before timers run in a turn of the loop: a reply already
+        # received has moved last_reply by now, however busy the process was.
+        if proto.waiting and time.monotonic() - max(proto.waiting[0][1], proto.last_reply) > (
+            self.timeout_s
+        ):
             proto.fail(RedisTimeoutError(f"no reply from Redis in {self.timeout_s:g} s"))
             self._proto = None
             return

@@ -166,6 +166,22 @@ async def test_overdue_reply_times_out_everyone_waiting_then_reconnects(
         await mux.aclose()
 
 
+async def test_a_process_too_busy_to_read_does_not_call_redis_silent(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The deadline is on Redis's silence: replies that waited unread while the process
+    was busy (longer than the deadline) still reach their callers."""
+    mux = RedisMux.from_url(redis_url, timeout_s=0.2)
+    try:
+        await mux.execute("PING")  # connected, the watchdog armed
+        calls = [asyncio.ensure_future(mux.execute("INCR", f"{redis_prefix}n")) for _ in range(50)]
+        await asyncio.sleep(0)  # the commands go out
+        time.sleep(0.6)  # the loop blocked: three deadlines pass with the replies unread
+        assert sorted(await asyncio.gather(*calls)) == list(range(1, 51))
+    finally:
+        await mux.aclose()
+
+
 async def test_unreachable_redis_is_a_connection_error(redis_url: str) -> None:
     from machiai.embedded import free_port
 

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from machiai.errors import EXCEPTION_HANDLERS
 from machiai.health import health_routes
+from machiai.pages import static_routes
 from machiai.tokens import Tokens
 from waitroom.services.client_limiter import ClientLimiter
 from waitroom.services.context import Waitroom
@@ -27,7 +28,8 @@ from waitroom.web.enter import enter
 from waitroom.web.home import home
 from waitroom.web.hot import HotPaths
 from waitroom.web.join import join
-from waitroom.web.page import page
+from waitroom.web.openapi import openapi
+from waitroom.web.page import CSS, JS, page
 from waitroom.web.shuffle import shuffle
 from waitroom.web.status import status
 
@@ -45,7 +47,14 @@ def create_app(
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
         )
-        pool = await asyncpg.create_pool(settings.core.database_url, min_size=1, max_size=5)
+        # Every statement has a deadline: a paused Postgres makes "busy", not a hung request.
+        pool = await asyncpg.create_pool(
+            settings.core.database_url,
+            min_size=1,
+            max_size=5,
+            command_timeout=settings.db_timeout_s,
+            timeout=settings.db_timeout_s,  # to connect: a pool refilling after a pause
+        )
         store = RedisStore(client, settings.core.redis_prefix, settings.redis_timeout_s)
 
         async def load_config(event_id: str) -> EventConfig | None:
@@ -81,6 +90,7 @@ def create_app(
             await line.stop()
             await batcher.close()
             await pool.close()
+            await store.aclose()
             await client.aclose()
 
     routes = [  # the hot paths first: routes are matched in order
@@ -92,6 +102,8 @@ def create_app(
         Route("/", home, methods=["GET"]),
         *health_routes("waitroom"),
         *admin.routes(),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *static_routes(CSS, JS),
     ]
     app = Starlette(
         routes=routes,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from machiai.client_address import NO_PROXIES, TrustedProxies, trusted_proxies
 from machiai.config import CoreSettings, Env, SettingsError, core_settings
 
 
@@ -23,7 +24,9 @@ class WaitroomSettings:
     # Each process refreshes its snapshot of every live event this often (one round trip each).
     refresh_ms: int = 250
     # Older snapshots are not shown as truth: the calm "please keep this page open" instead.
-    snapshot_stale_s: int = 10
+    # Long enough to ride out a Redis pause: admission happens in Redis, so while no process
+    # reaches it nobody is admitted and the place a snapshot tells is still the true one.
+    snapshot_stale_s: int = 30
     # Poll interval: min_s near the front, ahead / (split * rate) further back, at most max_s.
     poll_min_s: int = 2
     poll_max_s: int = 300
@@ -32,15 +35,18 @@ class WaitroomSettings:
     # in the next one (group commit); an idle event's first join may also wait this long.
     join_linger_ms: float = 0.0
     join_batch_max: int = 512
-    # Per-client join limit in this process (0 = off); the client is the peer address.
+    # Per-client join limit in this process (0 = off); the client is the peer address, or
+    # behind these proxies the address the first of them saw (machiai/client_address.py).
     join_per_minute: int = 30
     join_burst: int = 10
-    trust_forwarded: bool = False
+    trusted_proxies: TrustedProxies = NO_PROXIES
     # Backpressure: booking's p95 above this slows admission; reports older than stale are ignored.
     target_p95_ms: int = 800
     load_stale_s: int = 30
     recover_per_s: float = 0.05
+    # Deadlines: Redis silent this long, a Postgres statement or pool wait this long: busy.
     redis_timeout_s: float = 2.0
+    db_timeout_s: float = 5.0
     # The call centre residents may phone ("" = the pages say "your city's call centre").
     phone: str = ""
 
@@ -66,7 +72,7 @@ class WaitroomSettings:
                 "WAITROOM_TICKET_TTL_S", 3 * 24 * 3600, minimum=60, maximum=90 * 24 * 3600
             ),
             refresh_ms=env.integer("WAITROOM_REFRESH_MS", 250, minimum=20, maximum=5000),
-            snapshot_stale_s=env.integer("WAITROOM_SNAPSHOT_STALE_S", 10, minimum=1, maximum=300),
+            snapshot_stale_s=env.integer("WAITROOM_SNAPSHOT_STALE_S", 30, minimum=1, maximum=300),
             poll_min_s=poll_min,
             poll_max_s=poll_max,
             poll_split=env.number("WAITROOM_POLL_SPLIT", 5.0, minimum=1.0, maximum=100.0),
@@ -76,10 +82,13 @@ class WaitroomSettings:
                 "WAITROOM_JOIN_PER_MINUTE", 30, minimum=0, maximum=1_000_000
             ),
             join_burst=env.integer("WAITROOM_JOIN_BURST", 10, minimum=1, maximum=100_000),
-            trust_forwarded=env.flag("WAITROOM_TRUST_FORWARDED", False),
+            trusted_proxies=trusted_proxies(
+                env, "WAITROOM_TRUSTED_PROXIES", retired="WAITROOM_TRUST_FORWARDED"
+            ),
             target_p95_ms=env.integer("WAITROOM_TARGET_P95_MS", 800, minimum=10, maximum=60_000),
             load_stale_s=env.integer("WAITROOM_LOAD_STALE_S", 30, minimum=1, maximum=3600),
             recover_per_s=env.number("WAITROOM_RECOVER_PER_S", 0.05, minimum=0.001, maximum=10.0),
             redis_timeout_s=env.number("WAITROOM_REDIS_TIMEOUT_S", 2.0, minimum=0.05, maximum=60),
+            db_timeout_s=env.number("WAITROOM_DB_TIMEOUT_S", 5.0, minimum=0.1, maximum=600),
             phone=env.text("MACHIAI_PHONE", "").strip(),
         )

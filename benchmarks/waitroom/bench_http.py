@@ -251,6 +251,7 @@ async def memory_per_resident(redis_url: str, n: int) -> tuple[int, int, int]:
         event_hash = int(await client.memory_usage(keys.event("mem:", event_id)) or 0)
         return before, after, event_hash
     finally:
+        await store.aclose()
         await client.aclose()
 
 

@@ -63,14 +63,24 @@ async def run_transaction(
     pooled connection, so one city's surge leaves room for another city and for the
     phone operators of the same city."""
     lane = ctx.lane(actor.municipality, actor.channel.value)
+    deadline_s = ctx.settings.db_timeout_s
     for attempt in range(ctx.settings.confirm_attempts):
         try:
-            async with lane, pg.acquire(ctx.pool) as conn:
+            # Promise: a paused Postgres makes "busy" within the deadline; nobody queues
+            # for the lane behind transactions that cannot finish.
+            async with asyncio.timeout(deadline_s):
+                await lane.acquire()
+        except TimeoutError:
+            raise errors.Busy() from None
+        try:
+            async with pg.acquire(ctx.pool, deadline_s) as conn:
                 return await work(conn)
         except pg.RETRYABLE:
             await asyncio.sleep(0.01 * (attempt + 1))
         except pg.UNAVAILABLE as exc:
             raise errors.Busy() from exc
+        finally:
+            lane.release()
     raise errors.Busy()
 
 

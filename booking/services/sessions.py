@@ -1,27 +1,33 @@
 """Resident booking sessions: an admission pass plus a registry identity opens one.
 
-Invariants: a pass opens at most one session (redeemed atomically with the
-session's registration); unknown voucher, wrong birth date and ineligible group
-get the same refusal; attempts are throttled per voucher and per client.
+Invariants: a pass opens at most one session (redeemed in Postgres, which survives a
+Redis loss, and atomically with the session's registration in Redis); unknown voucher,
+wrong birth date and ineligible group get the same refusal; attempts are throttled per
+voucher and per client.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
 
+import asyncpg
+
 from booking import errors
 from booking.domain import Resident, Session
 from booking.services import bookings
 from booking.services.context import Ctx
-from booking.store import pg
+from booking.store import pg, pg_passes
 from booking.store.redis_store import ScriptRefused
 from machiai.tokens import SessionClaims, TokenError, Tokens
 
+log = logging.getLogger("booking.sessions")
 SESSION_RECHECK_S = 1.0
+PASS_CLOCK_MARGIN_S = 120
 MAX_MEMBERS = 3
 
 
@@ -107,6 +113,20 @@ async def start_session(
     if resident is None:
         raise errors.PassInvalid()
     session = Session(uuid.uuid4().hex, admission.event_id, resident, started_s=int(time.time()))
+    # Promise: a pass opens one session, also after Redis lost its memory. Postgres keeps
+    # the redemption (its primary key decides between twins); Redis, which refused replays
+    # cheaply above, registers the live session. Kept past the pass's own expiry by a
+    # margin for the clocks of the processes that sign and check it.
+    async with pg.acquire(ctx.pool) as conn:
+        redeemed = await pg_passes.redeem(
+            conn,
+            admission.event_id,
+            admission.pass_id,
+            session.session_id,
+            ctx.settings.core.pass_ttl_s + PASS_CLOCK_MARGIN_S,
+        )
+    if not redeemed:
+        raise errors.PassUsed()
     ttl_s = ctx.settings.session_ttl_s
     try:
         await ctx.redis.open_session(
@@ -118,6 +138,11 @@ async def start_session(
         )
     except ScriptRefused as refused:
         raise errors.refused(refused.code) from None
+    except BaseException:
+        # No session was opened (Redis unreachable, the request cancelled): the pass is
+        # the resident's to use again. Should Postgres fail here too, the pass stays used.
+        await _release(ctx, admission.pass_id, session.session_id)
+        raise
     token = _token(tokens, session)
     # Minted and registered here, just now: this process needs neither the signature
     # check nor the liveness read on the resident's next request.
@@ -125,19 +150,31 @@ async def start_session(
     return Opened(token, session, ttl_s)
 
 
+async def _release(ctx: Ctx, pass_id: str, session_id: str) -> None:
+    try:
+        async with pg.acquire(ctx.pool) as conn:
+            await pg_passes.release(conn, pass_id, session_id)
+    except (errors.AppError, asyncpg.PostgresError, OSError) as exc:
+        log.warning("a pass stays used although its session did not open: %s", exc)
+
+
 async def start_lookup(
     ctx: Ctx, tokens: Tokens, event_id: str, voucher: str, birth_date: date, client: str
 ) -> Opened:
     """A session to see and cancel one's bookings, without queueing: identity checked and
     throttled exactly as a sign-in with a pass, but it takes no place in booking (it is
-    not registered as active and cannot hold)."""
+    registered apart from the residents active in booking, and cannot hold). Like those,
+    it lives in Redis, so "finish" ends it at once."""
     resident = await _identify(ctx, event_id, voucher, birth_date, client)
     if resident is None:
         raise errors.NotFound()
-    session = Session(
-        uuid.uuid4().hex, event_id, resident, admitted=False, started_s=int(time.time())
-    )
-    return Opened(_token(tokens, session), session, ctx.settings.session_ttl_s)
+    now = time.time()
+    session = Session(uuid.uuid4().hex, event_id, resident, admitted=False, started_s=int(now))
+    ttl_s = ctx.settings.session_ttl_s
+    await ctx.redis.open_lookup(event_id, session.session_id, int(now * 1000), ttl_s * 1000)
+    token = _token(tokens, session)
+    _trust(ctx, token, session, ttl_s)
+    return Opened(token, session, ttl_s)
 
 
 async def add_member(
@@ -159,8 +196,7 @@ async def add_member(
         raise errors.SessionExpired()
     grown = dataclasses.replace(session, members=(*session.members, voucher))
     token = _token(tokens, grown)
-    if grown.admitted:
-        _trust(ctx, token, grown, SESSION_RECHECK_S)
+    _trust(ctx, token, grown, SESSION_RECHECK_S)
     return token, grown
 
 
@@ -174,7 +210,8 @@ class LivenessCheck:
 
     @property
     def key(self) -> tuple[str, str]:
-        """(event id, session id): where Redis keeps the session's expiry."""
+        """(event id, session id): where Redis keeps the session's expiry (among the
+        admitted ones, or the lookups when the session is not admitted)."""
         return self.session.event_id, self.session.session_id
 
 
@@ -194,14 +231,6 @@ def peek_session(ctx: Ctx, tokens: Tokens, token: str) -> tuple[Session, Livenes
             members=claims.members,
             started_s=claims.started_s,
         )
-    if not session.admitted:
-        # Not registered in Redis: it ends with its age (checked here, as the token
-        # cache skips the signature check of a token seen before).
-        if time.time() - session.started_s > ctx.settings.session_ttl_s:
-            ctx.verified_tokens.pop(token, None)
-            raise errors.SessionExpired()
-        ctx.verified_tokens[token] = session
-        return session, None
     cached = ctx.live_sessions.get(session.session_id)
     if cached is not None and cached > time.monotonic():
         return session, None
@@ -236,7 +265,8 @@ def _trust(ctx: Ctx, token: str, session: Session, left_s: float) -> None:
 async def check_live(ctx: Ctx, check: LivenessCheck | None) -> None:
     """Settle an owed liveness check on its own round trip."""
     if check is not None:
-        settle(ctx, check, await ctx.redis.session_expiry_ms(*check.key))
+        lookup = not check.session.admitted
+        settle(ctx, check, await ctx.redis.session_expiry_ms(*check.key, lookup=lookup))
 
 
 async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
@@ -247,9 +277,10 @@ async def load_session(ctx: Ctx, tokens: Tokens, token: str) -> Session:
 
 
 async def end_session(ctx: Ctx, session: Session) -> None:
+    """The session grants nothing from now on, here at once, elsewhere within
+    SESSION_RECHECK_S."""
     ctx.live_sessions.pop(session.session_id, None)
-    if session.admitted:
-        await ctx.redis.end_session(session.event_id, session.session_id)
+    await ctx.redis.end_session(session.event_id, session.session_id, lookup=not session.admitted)
 
 
 def require_admitted(session: Session) -> None:
@@ -267,9 +298,9 @@ async def verify_resident(
         event = await pg.fetch_event(conn, event_id)
         if event is None or event["municipality_code"] != municipality:
             raise errors.NotFound()
-        known = await pg.check_identity(
+        doses = await pg.identify(
             conn, municipality, voucher, birth_date, event["eligibility_group"]
         )
-    if not known:
+    if doses is None:
         raise errors.IdentityRefused()
     return Resident(municipality, voucher)

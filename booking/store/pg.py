@@ -52,13 +52,25 @@ KEPT_SQL = "(s.capacity * e.phone_share_pct / 100)"
 RELEASE_MS_SQL = (
     "coalesce((extract(epoch FROM e.phone_release_at) * 1000)::bigint, 253402300800000)"
 )
-KEPT_NOW_SQL = (
-    f"(CASE WHEN e.phone_release_at IS NULL OR now() < e.phone_release_at THEN {KEPT_SQL} "
-    "ELSE 0 END)"
-)
-WEB_LEFT_SQL = (
-    f"(s.capacity - (s.booked - s.booked_phone) - greatest(s.booked_phone, {KEPT_NOW_SQL}))"
-)
+
+
+def unbook_set(channel: str) -> str:
+    """The SET of an UPDATE of ``slots`` giving one booking's place back, to the pool it came
+    from: ``channel`` is the SQL of the booking's channel (promise "the phone keeps its
+    share": an operator's booking counted in booked_phone too, whoever cancels it)."""
+    return f"booked = booked - 1, booked_phone = booked_phone - ({channel} = 'operator')::int"
+
+
+def web_left_sql(at: str = "now()") -> str:
+    """A slot's web pool places left at the moment ``at`` (an SQL expression)."""
+    kept = (
+        f"(CASE WHEN e.phone_release_at IS NULL OR {at} < e.phone_release_at THEN {KEPT_SQL} "
+        "ELSE 0 END)"
+    )
+    return f"(s.capacity - (s.booked - s.booked_phone) - greatest(s.booked_phone, {kept}))"
+
+
+WEB_LEFT_SQL = web_left_sql()
 
 # A slot's state as Redis mirrors it (SlotState), over a slot ``s`` and its event ``e``:
 # written once for a rebuild, a cancel and the booking statement's RETURNING.
@@ -75,12 +87,18 @@ SELECT s.id::text AS slot_id, {SLOT_STATE_COLUMNS}
 FROM slots s JOIN events e ON e.id = s.event_id
 """
 
-# Bookable now: the event's window narrowed by the slot's, never in the past, never closed.
-BOOKABLE_SQL = """
-    NOT s.closed AND e.state <> 'closed' AND s.starts_at > now()
-    AND now() >= greatest(e.opens_at, coalesce(s.publish_from, e.opens_at))
-    AND now() < least(e.closes_at, coalesce(s.publish_until, e.closes_at))
+
+def bookable_sql(at: str = "now()") -> str:
+    """Bookable at the moment ``at`` (an SQL expression): the event's window narrowed by the
+    slot's, never in the past, never closed."""
+    return f"""
+    NOT s.closed AND e.state <> 'closed' AND s.starts_at > {at}
+    AND {at} >= greatest(e.opens_at, coalesce(s.publish_from, e.opens_at))
+    AND {at} < least(e.closes_at, coalesce(s.publish_until, e.closes_at))
 """
+
+
+BOOKABLE_SQL = bookable_sql()
 
 # The booking as every answer shows it (confirm, change, cancel, the lists), written once.
 # Over a booking row ``b`` (a table row or an INSERT's RETURNING), its slot ``s`` and
@@ -109,19 +127,30 @@ def confirmation_code() -> str:
     return "".join(letters[:8])
 
 
+# The names SLOT_STATE_COLUMNS gives, in SlotState's order after the slot id.
+STATE_FIELDS = (
+    "version", "capacity", "booked", "closed", "from_ms", "until_ms",
+    "booked_phone", "kept", "release_ms",
+)  # fmt: skip
+
+
 def slot_state(row: Row, prefix: str = "") -> SlotState:
     """The SlotState in a row of SLOT_STATE_COLUMNS (``prefix``: their names' prefix)."""
+
+    def number(name: str) -> int:
+        return int(row[prefix + name])
+
     return SlotState(
-        slot_id=str(row[f"{prefix}slot_id"]),
-        version=int(row[f"{prefix}version"]),
-        capacity=int(row[f"{prefix}capacity"]),
-        booked=int(row[f"{prefix}booked"]),
-        closed=bool(row[f"{prefix}closed"]),
-        from_ms=int(row[f"{prefix}from_ms"]),
-        until_ms=int(row[f"{prefix}until_ms"]),
-        booked_phone=int(row[f"{prefix}booked_phone"]),
-        kept=int(row[f"{prefix}kept"]),
-        release_ms=int(row[f"{prefix}release_ms"]),
+        slot_id=str(row[prefix + "slot_id"]),
+        version=number("version"),
+        capacity=number("capacity"),
+        booked=number("booked"),
+        closed=bool(row[prefix + "closed"]),
+        from_ms=number("from_ms"),
+        until_ms=number("until_ms"),
+        booked_phone=number("booked_phone"),
+        kept=number("kept"),
+        release_ms=number("release_ms"),
     )
 
 
@@ -138,10 +167,11 @@ def jsonable(row: Row) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def acquire(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
-    """A pooled connection; Postgres being unreachable becomes ``busy``."""
+async def acquire(pool: asyncpg.Pool, timeout_s: float = 10.0) -> AsyncIterator[Conn]:
+    """A pooled connection within ``timeout_s``; Postgres being unreachable (or a
+    statement past the pool's deadline) becomes ``busy``."""
     try:
-        async with pool.acquire(timeout=10) as conn:
+        async with pool.acquire(timeout=timeout_s) as conn:
             yield conn
     except UNAVAILABLE as exc:
         raise errors.Busy() from exc
@@ -178,14 +208,24 @@ async def event_slot_states(conn: Conn, event_ids: Sequence[str]) -> list[SlotSt
     return [slot_state(r) for r in rows]
 
 
-async def phone_shares(conn: Conn) -> dict[str, str]:
-    """Each event not over, with its phone share as one string ("<pct>:<release ms>"): what
-    its slots' mirrors were built from, to notice when an administrator changed it."""
+# What of an event shapes its slots' mirrored state (SLOT_STATE_COLUMNS): its window, whether
+# it is closed, its phone share. Migration 0003 bumps the slots' versions when any of these
+# changes, so a re-mirror is taken.
+EVENT_MARK_SQL = (
+    "concat_ws(':', (extract(epoch FROM e.opens_at) * 1000)::bigint, "
+    "(extract(epoch FROM e.closes_at) * 1000)::bigint, (e.state = 'closed')::int, "
+    f"e.phone_share_pct, {RELEASE_MS_SQL})"
+)
+
+
+async def event_marks(conn: Conn) -> dict[str, str]:
+    """Each event not over, with what its slots' mirrors are built from as one string: to
+    notice when an administrator changed it (times, closing, the phone share)."""
     rows = await conn.fetch(
-        f"SELECT e.id, e.phone_share_pct::text || ':' || {RELEASE_MS_SQL}::text AS share "
+        f"SELECT e.id, {EVENT_MARK_SQL} AS mark "
         "FROM events e WHERE e.closes_at > now() - interval '1 day'"
     )
-    return {r["id"]: r["share"] for r in rows}
+    return {r["id"]: r["mark"] for r in rows}
 
 
 SLOT_META_SQL = """
@@ -258,21 +298,26 @@ class DoseBooking:
     max_doses: int
 
 
-async def active_doses(conn: Conn, municipality: str, voucher: str) -> list[DoseBooking]:
-    rows = await conn.fetch(
-        "SELECT b.id::text, b.dose_number, b.slot_starts_at, v.dose_interval_days, v.max_doses "
-        "FROM bookings b JOIN vaccines v ON v.code = b.vaccine_code "
-        "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
-        "AND b.status IN ('confirmed', 'attended') ORDER BY b.dose_number",
-        municipality,
-        voucher,
-    )
+# A resident's ($1, $2) active doses as one JSON text (a subquery: the sign-in's registry
+# check brings it along).
+_DOSES_SQL = (
+    "coalesce((SELECT json_agg(json_build_array(b.id::text, b.dose_number, "
+    "b.slot_starts_at, v.dose_interval_days, v.max_doses) ORDER BY b.dose_number) "
+    "FROM bookings b JOIN vaccines v ON v.code = b.vaccine_code "
+    "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
+    "AND b.status IN ('confirmed', 'attended')), '[]')::text"
+)
+
+
+def _doses(raw: str) -> list[DoseBooking]:
     return [
-        DoseBooking(
-            r["id"], r["dose_number"], r["slot_starts_at"], r["dose_interval_days"], r["max_doses"]
-        )
-        for r in rows
+        DoseBooking(str(i), int(n), datetime.fromisoformat(at), int(days), int(most))
+        for i, n, at, days, most in json.loads(raw)
     ]
+
+
+async def active_doses(conn: Conn, municipality: str, voucher: str) -> list[DoseBooking]:
+    return _doses(await conn.fetchval(f"SELECT {_DOSES_SQL}", municipality, voucher))
 
 
 async def open_events(conn: Conn) -> list[dict[str, Any]]:
@@ -292,12 +337,10 @@ async def event_remaining(conn: Conn) -> dict[str, int]:
     Invariant: an event that has not opened yet counts the places that will be bookable at
     its opening (the bookable rule taken at ``opens_at``), never 0 for not being open yet —
     the waitroom shows them to its pre-queue and must not read "sold out" at opening."""
-    at = WEB_LEFT_SQL.replace("now()", "moment.t")
     rows = await conn.fetch(
         f"""
-        SELECT e.id, coalesce(sum(greatest({at}, 0))
-                              FILTER (WHERE {BOOKABLE_SQL.replace("now()", "moment.t")}),
-                              0) AS remaining
+        SELECT e.id, coalesce(sum(greatest({web_left_sql("moment.t")}, 0))
+                              FILTER (WHERE {bookable_sql("moment.t")}), 0) AS remaining
         FROM events e CROSS JOIN LATERAL (SELECT greatest(now(), e.opens_at) AS t) AS moment
         LEFT JOIN slots s ON s.event_id = e.id
         WHERE e.closes_at > now() AND e.prequeue_at < now() + interval '1 day'
@@ -439,40 +482,16 @@ async def identify(
     """The resident's active doses when the registry knows this voucher with this birth
     date and group (None when it does not), in one round trip: the page after a sign-in
     shows the dose that is due."""
-    row = await conn.fetchrow(
-        "SELECT coalesce((SELECT json_agg(json_build_array(b.id::text, b.dose_number, "
-        "b.slot_starts_at, v.dose_interval_days, v.max_doses) ORDER BY b.dose_number) "
-        "FROM bookings b JOIN vaccines v ON v.code = b.vaccine_code "
-        "WHERE b.municipality_code = $1 AND b.voucher_number = $2 "
-        "AND b.status IN ('confirmed', 'attended')), '[]')::text AS doses "
-        "FROM registry WHERE municipality_code = $1 AND voucher_number = $2 "
-        "AND birth_date = $3 AND ($4::text IS NULL OR $4 = ANY(eligibility_groups))",
+    doses = await conn.fetchval(
+        f"SELECT {_DOSES_SQL} FROM registry WHERE municipality_code = $1 "
+        "AND voucher_number = $2 AND birth_date = $3 "
+        "AND ($4::text IS NULL OR $4 = ANY(eligibility_groups))",
         municipality,
         voucher,
         birth_date,
         group,
     )
-    if row is None:
-        return None
-    return [
-        DoseBooking(str(i), int(n), datetime.fromisoformat(at), int(days), int(most))
-        for i, n, at, days, most in json.loads(row["doses"])
-    ]
-
-
-async def check_identity(
-    conn: Conn, municipality: str, voucher: str, birth_date: Any, group: str | None
-) -> bool:
-    """True when the registry knows this voucher with this birth date and group."""
-    found = await conn.fetchval(
-        "SELECT true FROM registry WHERE municipality_code = $1 AND voucher_number = $2 "
-        "AND birth_date = $3 AND ($4::text IS NULL OR $4 = ANY(eligibility_groups))",
-        municipality,
-        voucher,
-        birth_date,
-        group,
-    )
-    return bool(found)
+    return None if doses is None else _doses(doses)
 
 
 async def fetch_event(conn: Conn, event_id: str) -> asyncpg.Record | None:

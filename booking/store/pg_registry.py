@@ -8,6 +8,8 @@ from datetime import date
 from booking.store import pg
 from machiai.pg import Conn
 
+IMPORT_S = 600.0
+
 
 async def replace_registry(
     conn: Conn, municipality: str, staff_id: str, rows: Sequence[tuple[str, date, list[str]]]
@@ -22,11 +24,15 @@ async def replace_registry(
                 "SELECT count(*) FROM registry WHERE municipality_code = $1", municipality
             )
         )
-        await conn.execute("DELETE FROM registry WHERE municipality_code = $1", municipality)
+        # A city's registry is large: these two get longer than the pool's statement deadline.
+        await conn.execute(
+            "DELETE FROM registry WHERE municipality_code = $1", municipality, timeout=IMPORT_S
+        )
         await conn.copy_records_to_table(
             "registry",
             records=[(municipality, v, b, g) for v, b, g in rows],
             columns=["municipality_code", "voucher_number", "birth_date", "eligibility_groups"],
+            timeout=IMPORT_S,
         )
         await pg.audit(
             conn,

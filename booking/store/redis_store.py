@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from booking.domain import Channel, HoldRef, Refusal, Resident, SlotState, places_left
+from booking.domain import Channel, HoldRef, Refusal, Resident, SlotState
 from booking.errors import Busy
 from booking.store import keys
 from machiai import keys as shared_keys
@@ -123,10 +123,11 @@ class RedisStore:
     """Typed access to booking's keys over ``wire``; ``client`` (redis.asyncio, same
     server) is for health checks and tests that look at the keys."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = 2.0) -> None:
         self.client = client
         self.prefix = prefix
-        self.wire = RedisMux.like(client)
+        # Redis silent for timeout_s: every waiting call fails (busy), the next reconnects.
+        self.wire = RedisMux.like(client, timeout_s=timeout_s, connect_timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         await self.wire.aclose()
@@ -381,22 +382,17 @@ class RedisStore:
             cap, booked, closed, from_ms, until_ms, phone, kept, release_ms = replies[3 * index]
             if cap is None:
                 out[sid] = None
-            elif closed == b"1" or not int(from_ms) <= now_ms < int(until_ms):
-                # Outside its booking window a slot has no place to offer (the hold
-                # would refuse it): shown as none left, not as free.
-                out[sid] = 0
-            else:
-                released = release_ms is None or now_ms >= int(release_ms)
-                left = places_left(
-                    channel,
-                    capacity=int(cap),
-                    booked=int(booked),
-                    booked_phone=int(phone or 0),
-                    kept=0 if released or kept is None else int(kept),
-                    web_held=int(replies[3 * index + 1]),
-                    phone_held=int(replies[3 * index + 2]),
-                )
-                out[sid] = max(0, left)
+                continue
+            state = SlotState(
+                sid, 0, int(cap), int(booked), closed == b"1", int(from_ms), int(until_ms),
+                int(phone or 0), int(kept or 0), int(release_ms or 0),
+            )  # fmt: skip
+            out[sid] = state.left(
+                channel,
+                now_ms,
+                web_held=int(replies[3 * index + 1]),
+                phone_held=int(replies[3 * index + 2]),
+            )
         return out
 
     @_translate
@@ -428,16 +424,30 @@ class RedisStore:
         key = shared_keys.used_passes(self.prefix, event_id)
         return await self.wire.execute("ZSCORE", key, pass_id) is not None
 
+    def _sessions_key(self, event_id: str, lookup: bool) -> str:
+        if lookup:
+            return keys.lookup_sessions(self.prefix, event_id)
+        return shared_keys.booking_sessions(self.prefix, event_id)
+
     @_translate
-    async def session_expiry_ms(self, event_id: str, session_id: str) -> int | None:
-        key = shared_keys.booking_sessions(self.prefix, event_id)
+    async def open_lookup(self, event_id: str, session_id: str, now_ms: int, ttl_ms: int) -> None:
+        """Register a "my bookings" session for ``ttl_ms`` from ``now_ms`` (unix ms, the
+        clock sessions are checked against), pruning lapsed ones, in one round trip."""
+        key = keys.lookup_sessions(self.prefix, event_id)
+        await self.wire.pipeline(
+            [("ZADD", key, now_ms + ttl_ms, session_id), ("ZREMRANGEBYSCORE", key, "-inf", now_ms)]
+        )
+
+    @_translate
+    async def session_expiry_ms(
+        self, event_id: str, session_id: str, *, lookup: bool = False
+    ) -> int | None:
+        key = self._sessions_key(event_id, lookup)
         return _expiry(await self.wire.execute("ZSCORE", key, session_id))
 
     @_translate
-    async def end_session(self, event_id: str, session_id: str) -> None:
-        await self.wire.execute(
-            "ZREM", shared_keys.booking_sessions(self.prefix, event_id), session_id
-        )
+    async def end_session(self, event_id: str, session_id: str, *, lookup: bool = False) -> None:
+        await self.wire.execute("ZREM", self._sessions_key(event_id, lookup), session_id)
 
     async def _count(self, key: str, window_ms: int, commit: bool) -> Counter:
         reply = await self._run(SCRIPTS["hit_counter"].call([key], [window_ms, int(commit)]))
@@ -493,34 +503,33 @@ class RedisStore:
         return None if raw is None else _text(raw)
 
     @_translate
-    async def epoch_and_shares(
+    async def epoch_and_marks(
         self, event_ids: Sequence[str]
     ) -> tuple[str | None, dict[str, str | None]]:
-        """The epoch, and the phone share each event's slots were last mirrored with (None:
-        not known), in one round trip."""
+        """The epoch, and what each event's slots were last mirrored from (None: not known),
+        in one round trip."""
         p = self.prefix
         commands: list[Command] = [("GET", keys.epoch(p))]
         if event_ids:
-            commands.append(("HMGET", keys.phone_shares(p), *event_ids))
+            commands.append(("HMGET", keys.event_marks(p), *event_ids))
         replies = _raise_any(await self.wire.pipeline(commands))
         epoch = None if replies[0] is None else _text(replies[0])
-        shares = replies[1] if event_ids else []
+        marks = replies[1] if event_ids else []
         return epoch, {
             ev: None if raw is None else _text(raw)
-            for ev, raw in zip(event_ids, shares, strict=True)
+            for ev, raw in zip(event_ids, marks, strict=True)
         }
 
     @_translate
-    async def remember_shares(self, shares: Mapping[str, str]) -> None:
-        """Record the phone shares the events' slots were just mirrored with."""
-        if shares:
-            await self.wire.execute("HSET", keys.phone_shares(self.prefix), *_flat(shares))
+    async def remember_marks(self, marks: Mapping[str, str]) -> None:
+        """Record what the events' slots were just mirrored from."""
+        if marks:
+            await self.wire.execute("HSET", keys.event_marks(self.prefix), *_flat(marks))
 
     @_translate
-    async def set_epoch(self, value: str, shares: Mapping[str, str] | None = None) -> None:
-        """Mark the inventory rebuilt (with the phone shares it was rebuilt with), one round
-        trip."""
+    async def set_epoch(self, value: str, marks: Mapping[str, str] | None = None) -> None:
+        """Mark the inventory rebuilt (with what its events were then), one round trip."""
         commands: list[Command] = [("SET", keys.epoch(self.prefix), value)]
-        if shares:
-            commands.append(("HSET", keys.phone_shares(self.prefix), *_flat(shares)))
+        if marks:
+            commands.append(("HSET", keys.event_marks(self.prefix), *_flat(marks)))
         _raise_any(await self.wire.pipeline(commands))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -36,8 +37,12 @@ def config(event_id: str, **changes: object) -> EventConfig:
 
 
 @pytest.fixture
-def store(redis: aioredis.Redis, redis_prefix: str) -> RedisStore:
-    return RedisStore(redis, redis_prefix)
+async def store(redis: aioredis.Redis, redis_prefix: str) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(redis, redis_prefix)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
 
 
 @pytest.fixture

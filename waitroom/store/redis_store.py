@@ -1,15 +1,17 @@
 """Typed wrappers of the waitroom's Lua scripts: the only code that runs them.
 
 Scripts go through :mod:`machiai.scripts` (EVALSHA, loaded again when Redis answers
-NOSCRIPT) on the redis-py client. Each wrapper builds its keys (all under one event's
-hash tag), converts the reply into a dataclass and turns a negative return code into
-:class:`ScriptRefused`; the key count is checked against the script's file name. Redis
-failures are translated here into :class:`~waitroom.errors.StoreUnavailable`.
+NOSCRIPT) on one multiplexed connection (:mod:`machiai.redis_mux`), as booking's do: a
+burst of callers queues on it instead of failing when a connection pool runs out, and
+each call costs a write and a read, not a pool checkout. Each wrapper builds its keys
+(all under one event's hash tag), converts the reply into a dataclass and turns a
+negative return code into :class:`ScriptRefused`; the key count is checked against the
+script's file name. Redis failures are translated here into
+:class:`~waitroom.errors.StoreUnavailable`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -19,7 +21,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from machiai import keys as shared
-from machiai.scripts import RedisPyWire, Scripts
+from machiai.redis_mux import RedisMux
+from machiai.scripts import Scripts
 from waitroom.errors import ScriptError, StoreUnavailable
 from waitroom.store import keys
 
@@ -143,21 +146,28 @@ SCRIPTS = Scripts("waitroom")
 
 
 class RedisStore:
-    """The waitroom's Lua scripts on one redis-py client, sent as EVALSHA."""
+    """The waitroom's Lua scripts, sent as EVALSHA over one connection to the server
+    ``client`` (redis.asyncio) names; ``client`` stays for health checks and tests."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = 2.0) -> None:
         self.client = client
         self.prefix = prefix
         self.timeout_s = timeout_s
-        self._wire = RedisPyWire(client)
+        # Promise: an admitted burst gets its passes; "busy" only when Redis is unreachable
+        # or slower than timeout_s (the mux fails every waiting call then, not the 101st).
+        self._wire = RedisMux.like(client, timeout_s=timeout_s, connect_timeout_s=timeout_s)
+
+    async def aclose(self) -> None:
+        await self._wire.aclose()
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[str | int]) -> Any:
         """One script call (loaded again if Redis answers NOSCRIPT); Redis failures become
         StoreUnavailable and a negative reply ScriptRefused."""
         try:
-            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
-                reply = await SCRIPTS.run(self._wire, name, keys_, args)
-        except (RedisError, OSError, TimeoutError) as exc:
+            # The mux's deadline (Redis silent for timeout_s) bounds the wait: no timer per
+            # call, which a busy process would trip while the reply sat unread.
+            reply = await SCRIPTS.run(self._wire, name, keys_, args)
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable() from exc
         if isinstance(reply, int) and reply < 0:
             raise ScriptRefused(ScriptError(reply))
