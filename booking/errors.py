@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from booking.domain import Refusal
-from machiai.errors import AppError, BadRequest, Busy, NotFound
+from machiai.errors import AppError, BadRequest, BodyTooLarge, Busy, NotFound
 
-__all__ = ["AppError", "BadRequest", "Busy", "NotFound", "refused"]
+__all__ = ["AppError", "BadRequest", "BodyTooLarge", "Busy", "NotFound", "refused"]
 
 
 class Invalid(AppError):

@@ -1,16 +1,17 @@
 """The web layer's small tools: typed input checks, auth, and the endpoint table.
 
 Input is validated by hand: every getter names the field in its error, and
-anything malformed is a 4xx before any service runs.
+anything malformed is a 4xx before any service runs. The patterns are the ones the
+OpenAPI document publishes (``booking/openapi.py``), so both refuse the same input.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from starlette.requests import Request
@@ -19,12 +20,20 @@ from starlette.routing import Route
 
 from booking import errors
 from booking.services.context import Ctx
+from machiai import inputs
+from machiai.openapi import Param, Reply, Schema
 from machiai.tokens import StaffClaims, TokenError, Tokens
 
 JST = timezone(timedelta(hours=9))
-VOUCHER = re.compile(r"^[0-9]{10}$")
-UUIDISH = re.compile(r"^[0-9a-fA-F-]{32,36}$")
-HOLD_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\.[0-9a-f]{32}$")
+VOUCHER_PATTERN = "^[0-9]{10}$"
+HOLD_ID_PATTERN = "^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\\.[0-9a-f]{32}$"
+CLOCK_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+VOUCHER = inputs.exact(VOUCHER_PATTERN)
+UUID_STR = inputs.exact(inputs.UUID_PATTERN)
+HOLD_ID = inputs.exact(HOLD_ID_PATTERN)
+EVENT_ID = inputs.EVENT_ID
+VACCINE_CODE = inputs.exact(inputs.VACCINE_CODE_PATTERN)
+CLOCK = inputs.exact(CLOCK_PATTERN)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -37,10 +46,14 @@ def invalid(field_name: str, reason_en: str, reason_ja: str) -> errors.Invalid:
 
 
 class Fields:
-    """Typed, named access to a JSON object or query parameters."""
+    """Typed, named access to a JSON object or query parameters.
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    In a JSON object a number must be a JSON number and a flag a JSON boolean; query
+    parameters (``from_query``) are strings, read as numbers and flags."""
+
+    def __init__(self, data: Mapping[str, Any], *, from_query: bool = False) -> None:
         self.data = data
+        self.from_query = from_query
 
     def _get(self, name: str, required: bool) -> Any:
         value = self.data.get(name)
@@ -64,8 +77,13 @@ class Fields:
             raise invalid(
                 name, f"must be a string of at most {max_len} characters", "文字列が不正です"
             )
-        if "\x00" in value:
-            raise invalid(name, "contains a NUL character", "使えない文字が含まれています")
+        if not inputs.usable_text(value):
+            raise errors.Invalid(
+                f"{name}: contains a character that cannot be stored (NUL or a lone surrogate)",
+                f"{name}: 使えない文字（NUL など）が含まれています",
+                code="invalid_character",
+                detail={"field": name},
+            )
         if pattern is not None and not pattern.match(value):
             raise invalid(name, "has the wrong format", "形式が正しくありません")
         return value
@@ -80,7 +98,7 @@ class Fields:
         value = self._get(name, False)
         if value is None:
             return None
-        if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,9}", value):
+        if self.from_query and isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,9}", value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid(name, "must be an integer", "整数で入力してください")
@@ -92,7 +110,7 @@ class Fields:
         value = self._get(name, False)
         if value is None:
             return None
-        if isinstance(value, str) and value in {"true", "false", "1", "0"}:
+        if self.from_query and isinstance(value, str) and value in {"true", "false", "1", "0"}:
             return value in {"true", "1"}
         if not isinstance(value, bool):
             raise invalid(name, "must be true or false", "true か false で指定してください")
@@ -120,10 +138,9 @@ class Fields:
 
     def clock(self, name: str) -> time:
         raw = self.text(name, max_len=5)
-        try:
-            return time.fromisoformat(raw)
-        except ValueError:
-            raise invalid(name, "must be HH:MM", "HH:MM 形式で入力してください") from None
+        if not CLOCK.match(raw):
+            raise invalid(name, "must be HH:MM", "HH:MM 形式で入力してください")
+        return time.fromisoformat(raw)
 
     def array(self, name: str, *, max_len: int = 1000) -> list[Any]:
         value = self._get(name, False)
@@ -146,16 +163,16 @@ def parse_day(raw: str, name: str) -> date:
 
 
 def parse_instant(raw: str, name: str) -> datetime:
-    """ISO 8601 date-time; without an offset it is Japan time."""
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
+    """ISO 8601 date-time, in UTC; without an offset it is Japan time. One that lies
+    outside what can be held once in UTC (year 1 or 9999 at the edge) is refused too."""
+    value = inputs.parse_instant(raw, JST)
+    if value is None:
         raise invalid(
-            name, "must be an ISO 8601 date-time", "日時の形式が正しくありません"
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=JST)
-    return value.astimezone(UTC)
+            name,
+            "must be an ISO 8601 date-time between the years 1 and 9999",
+            "日時の形式が正しくありません",
+        )
+    return value
 
 
 async def body(request: Request) -> Fields:
@@ -179,7 +196,7 @@ async def body(request: Request) -> Fields:
 
 
 def query(request: Request) -> Fields:
-    return Fields(dict(request.query_params))
+    return Fields(dict(request.query_params), from_query=True)
 
 
 def ctx_of(request: Request) -> Ctx:
@@ -224,12 +241,9 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def client_address(request: Request) -> str:
-    """Whom the per-client throttles count: the first X-Forwarded-For hop only if trusted."""
-    if ctx_of(request).settings.trust_forwarded:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:100]
-    return request.client.host if request.client else "unknown"
+    """Whom the per-client throttles count: the peer, or behind a trusted proxy the address
+    the first trusted proxy saw (a made-up X-Forwarded-For entry buys no fresh budget)."""
+    return ctx_of(request).settings.trusted_proxies.client_of(request.scope)
 
 
 def path_param(request: Request, name: str) -> str:
@@ -245,18 +259,45 @@ def ok(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One API operation: its route and what the OpenAPI document says about it."""
+    """One API operation: its handler, and what the OpenAPI document says about it
+    (``booking/openapi.py`` adds the errors every operation of its kind can answer)."""
 
     method: str
     path: str
     handler: Handler
     summary: str
     auth: str = "none"  # none | session | staff
-    request: Mapping[str, str] = field(default_factory=dict)  # field -> "type: note"
-    params: Mapping[str, str] = field(default_factory=dict)  # query parameter -> note
-    response: Mapping[str, str] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()  # the staff roles admitted (auth == "staff")
+    request: Schema | None = None  # the JSON body (body_kind == "json")
+    params: tuple[Param, ...] = ()  # path and query parameters
+    response: Schema | None = None  # the body of the success answer
+    status: int = 200  # of the success answer
+    replies: Mapping[int, Reply] = field(default_factory=dict)  # other answers, or with headers
+    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # beyond the usual
     body_kind: str = "json"  # json | csv | none
     tags: tuple[str, ...] = ()
 
-    def route(self) -> Route:
-        return Route(self.path, self.handler, methods=[self.method])
+
+def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:
+    """One route per path, whatever its methods: a method the path does not have is a 405
+    whose ``Allow`` lists the ones it has (a route per method would list only its own)."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method] = ep.handler
+    return [
+        Route(path, _dispatch(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
+
+
+def _dispatch(handlers: Mapping[str, Handler]) -> Handler:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+    table = {**handlers}
+    if "GET" in table:
+        table.setdefault("HEAD", table["GET"])
+
+    async def endpoint(request: Request) -> Response:
+        return await table[request.method](request)
+
+    return endpoint

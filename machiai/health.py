@@ -11,7 +11,51 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from machiai.errors import error_body
+from machiai.openapi import Operation, Reply, error_schema, obj, string
+
 READY_TIMEOUT_S = 2.0
+_CHECK = string(enum=("ok", "unavailable"))
+HEALTH_OPERATIONS = (
+    Operation(
+        "GET",
+        "/health",
+        "Liveness: the process answers",
+        replies={200: Reply("Alive", obj({"status": string(enum=("ok",)), "service": string()}))},
+        errors={},
+        tags=("health",),
+    ),
+    Operation(
+        "GET",
+        "/health/ready",
+        "Readiness: Redis and Postgres answer (503 while one does not: drain this process)",
+        replies={
+            200: Reply(
+                "Ready",
+                obj(
+                    {
+                        "status": string(enum=("ok",)),
+                        "service": string(),
+                        "checks": obj({"redis": _CHECK, "postgres": _CHECK}),
+                    }
+                ),
+            ),
+            503: Reply(
+                "Degraded: the checks say which backing service does not answer",
+                obj(
+                    {
+                        "status": string(enum=("degraded",)),
+                        "service": string(),
+                        "checks": obj({"redis": _CHECK, "postgres": _CHECK}),
+                        "error": error_schema(["not_ready"])["properties"]["error"],
+                    }
+                ),
+            ),
+        },
+        errors={},
+        tags=("health",),
+    ),
+)
 
 
 def health_routes(service: str) -> list[Route]:
@@ -33,10 +77,18 @@ def health_routes(service: str) -> list[Route]:
             checks["postgres"] = "ok"
         except (asyncpg.PostgresError, OSError, TimeoutError):
             checks["postgres"] = "unavailable"
-        healthy = all(v == "ok" for v in checks.values())
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ok", "service": service, "checks": checks})
+        # Still the one error shape: a 503 says what is wrong like every other error.
+        down = ", ".join(name for name, v in checks.items() if v != "ok")
         return JSONResponse(
-            {"status": "ok" if healthy else "degraded", "service": service, "checks": checks},
-            status_code=200 if healthy else 503,
+            {
+                "status": "degraded",
+                "service": service,
+                "checks": checks,
+                **error_body("not_ready", f"Not ready: {down} unavailable."),
+            },
+            status_code=503,
         )
 
-    return [Route("/health", live), Route("/health/ready", ready)]
+    return [Route("/health", live, methods=["GET"]), Route("/health/ready", ready, methods=["GET"])]

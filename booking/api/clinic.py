@@ -6,9 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from booking import http
+from booking import openapi as doc
 from booking.domain import ClinicStaff, SlotSpec
-from booking.http import Endpoint, Fields, body, ctx_of, ok, query
+from booking.http import EVENT_ID, VACCINE_CODE, Endpoint, Fields, body, ctx_of, ok, query
 from booking.services import clinic, publish
+from machiai.openapi import Reply, Schema, array, boolean, integer, obj, string
 
 
 def staff_of(request: Request) -> ClinicStaff:
@@ -17,11 +19,11 @@ def staff_of(request: Request) -> ClinicStaff:
 
 def spec_from(fields: Fields) -> SlotSpec:
     return SlotSpec(
-        event_id=fields.text("event_id", max_len=63),
+        event_id=fields.text("event_id", max_len=63, pattern=EVENT_ID),
         starts_at=fields.instant("starts_at"),
         duration_min=fields.integer("duration_min", minimum=1, maximum=1440),
         capacity=fields.integer("capacity", minimum=0, maximum=100_000),
-        vaccine_code=fields.text("vaccine_code", max_len=40),
+        vaccine_code=fields.text("vaccine_code", max_len=40, pattern=VACCINE_CODE),
         dose_number=fields.integer("dose_number", minimum=1, maximum=9),
         publish_from=fields.opt_instant("publish_from"),
         publish_until=fields.opt_instant("publish_until"),
@@ -64,7 +66,7 @@ def _plan_from(fields: Fields) -> publish.WeeklyPlan:
             )
         )
     plan = publish.WeeklyPlan(
-        event_id=fields.text("event_id", max_len=63),
+        event_id=fields.text("event_id", max_len=63, pattern=EVENT_ID),
         from_date=fields.day("from_date"),
         to_date=fields.day("to_date"),
         weekdays=frozenset(weekdays),
@@ -72,7 +74,7 @@ def _plan_from(fields: Fields) -> publish.WeeklyPlan:
         closes=fields.clock("closes"),
         slot_min=fields.integer("slot_min", minimum=5, maximum=1440),
         capacity=fields.integer("capacity", minimum=0, maximum=100_000),
-        vaccine_code=fields.text("vaccine_code", max_len=40),
+        vaccine_code=fields.text("vaccine_code", max_len=40, pattern=VACCINE_CODE),
         dose_number=fields.integer("dose_number", minimum=1, maximum=9),
         breaks=tuple(breaks),
         exceptions=tuple(exceptions),
@@ -136,17 +138,59 @@ async def mark_attendance(request: Request) -> Response:
     return ok({"booking": booking})
 
 
-SLOT_FIELDS = {
-    "event_id": "string",
-    "starts_at": "string: ISO 8601 (Japan time if no offset)",
-    "duration_min": "int",
-    "capacity": "int",
-    "vaccine_code": "string",
-    "dose_number": "int",
-    "publish_from": "string: optional ISO 8601",
-    "publish_until": "string: optional ISO 8601",
-}
+CLOCK = string(pattern=http.CLOCK_PATTERN, description="HH:MM, Japan time")
+SLOT_SPEC = obj(
+    {
+        "event_id": doc.EVENT_ID,
+        "starts_at": doc.INSTANT,
+        "duration_min": integer(1, 1440),
+        "capacity": integer(0, 100_000),
+        "vaccine_code": doc.VACCINE_CODE,
+        "dose_number": integer(1, 9),
+    },
+    {
+        "publish_from": string(pattern=doc.INSTANT["pattern"], nullable=True),
+        "publish_until": string(pattern=doc.INSTANT["pattern"], nullable=True),
+    },
+)
+PLAN: Schema = obj(
+    {
+        "event_id": doc.EVENT_ID,
+        "from_date": doc.DATE,
+        "to_date": doc.DATE,
+        "weekdays": array(
+            integer(0, 6), min_items=1, max_items=7, description="0 (Monday) .. 6 (Sunday)"
+        ),
+        "opens": CLOCK,
+        "closes": CLOCK,
+        "slot_min": integer(5, 1440),
+        "capacity": integer(0, 100_000),
+        "vaccine_code": doc.VACCINE_CODE,
+        "dose_number": integer(1, 9),
+    },
+    {
+        "breaks": array(obj({"start": CLOCK, "end": CLOCK}), max_items=20),
+        "exceptions": array(
+            obj(
+                {"date": doc.DATE},
+                {"closed": boolean(), "opens": CLOCK, "closes": CLOCK},
+                description="closed that day, or other hours (opens and closes together)",
+            ),
+            max_items=400,
+        ),
+        "dry_run": boolean(),
+    },
+)
+# Refusals of rules the schema cannot tell (an event of another municipality, a slot in
+# the past, opens after closes): 422 with the rows or fields at fault in detail.
+PUBLISHED = obj(
+    {"dry_run": boolean(), "slots": integer(0), "created": integer(0)},
+    {"slot_ids": array(doc.UUID, description="the slots created (not on a dry run)")},
+)
+DAY = (doc.query("date", doc.DATE, required=True, description="the day, Japan time"),)
+DRY_RUN = (doc.query("dry_run", string(enum=("true", "false", "1", "0"))),)
 TAG = ("clinic",)
+ROLES = ("clinic",)
 ENDPOINTS = [
     Endpoint(
         "POST",
@@ -154,8 +198,10 @@ ENDPOINTS = [
         create_slot,
         "Publish one slot",
         auth="staff",
-        request=SLOT_FIELDS,
-        response={"created": "int", "slot_ids": "array: ids of the slots created"},
+        roles=ROLES,
+        request=SLOT_SPEC,
+        response=PUBLISHED,
+        status=201,
         tags=TAG,
     ),
     Endpoint(
@@ -164,8 +210,9 @@ ENDPOINTS = [
         list_slots,
         "The clinic's slots of a day",
         auth="staff",
-        params={"date": "YYYY-MM-DD (required)"},
-        response={"slots": "array"},
+        roles=ROLES,
+        params=DAY,
+        response=obj({"slots": array(doc.CLINIC_SLOT)}),
         body_kind="none",
         tags=TAG,
     ),
@@ -173,29 +220,13 @@ ENDPOINTS = [
         "POST",
         "/api/clinic/slots/plan",
         publish_plan,
-        "Publish a weekly plan (existing slots are skipped)",
+        "Publish a weekly plan (existing slots are skipped); 200 on a dry run",
         auth="staff",
-        request={
-            "event_id": "string",
-            "from_date": "string: YYYY-MM-DD",
-            "to_date": "string: YYYY-MM-DD",
-            "weekdays": "array: 0 (Mon) .. 6 (Sun)",
-            "opens": "string: HH:MM",
-            "closes": "string: HH:MM",
-            "slot_min": "int",
-            "capacity": "int",
-            "vaccine_code": "string",
-            "dose_number": "int",
-            "breaks": "array: {start, end} HH:MM",
-            "exceptions": "array: {date, closed} or {date, opens, closes}",
-            "dry_run": "bool",
-        },
-        response={
-            "dry_run": "bool",
-            "slots": "int",
-            "created": "int",
-            "slot_ids": "array: ids of the slots created (not on a dry run)",
-        },
+        roles=ROLES,
+        request=PLAN,
+        response=PUBLISHED,
+        status=201,
+        replies={200: Reply("A dry run: the slots the plan makes, none published", PUBLISHED)},
         tags=TAG,
     ),
     Endpoint(
@@ -205,25 +236,36 @@ ENDPOINTS = [
         "Import slots from CSV (event_id,starts_at,duration_min,capacity,vaccine_code,"
         "dose_number[,publish_from,publish_until]); all or nothing",
         auth="staff",
-        params={"dry_run": "true: validate and preview only"},
-        response={
-            "dry_run": "bool",
-            "rows": "int",
-            "created": "int",
-            "slot_ids": "array: ids of the slots created (not on a dry run)",
-            "errors": "array",
+        roles=ROLES,
+        params=DRY_RUN,
+        request={
+            **doc.CSV,
+            "example": "event_id,starts_at,duration_min,capacity,vaccine_code,dose_number\n"
+            "city-65plus,2031/4/1 9:00,30,10,comirnaty,1\n"
+            "city-65plus,2031-04-01T09:30+09:00,30,10,comirnaty,1\n",
         },
+        response=obj(
+            {"dry_run": boolean(), "rows": integer(0), "errors": array(doc.ROW_ERROR)},
+            {"created": integer(0), "slot_ids": array(doc.UUID)},
+        ),
+        errors={422: ("csv_invalid",)},
         body_kind="csv",
         tags=TAG,
     ),
     Endpoint(
         "PATCH",
-        "/api/clinic/slots/{slot_id}",
+        "/api/clinic/slots/{slot_id:uuid}",  # never "plan" or "import"
         update_slot,
         "Change capacity (never below booked), close or reopen",
         auth="staff",
-        request={"capacity": "int", "closed": "bool"},
-        response={"slot": "object"},
+        roles=ROLES,
+        params=(doc.path("slot_id", doc.UUID),),
+        request={
+            **obj({}, {"capacity": integer(0, 100_000), "closed": boolean()}),
+            "anyOf": [{"required": ["capacity"]}, {"required": ["closed"]}],
+        },
+        response=obj({"slot": doc.CLINIC_SLOT}),
+        errors={404: ("not_found",), 409: ("capacity_below_booked",)},
         tags=TAG,
     ),
     Endpoint(
@@ -232,8 +274,9 @@ ENDPOINTS = [
         list_bookings,
         "The clinic's bookings of a day",
         auth="staff",
-        params={"date": "YYYY-MM-DD (required)"},
-        response={"bookings": "array"},
+        roles=ROLES,
+        params=DAY,
+        response=obj({"bookings": array(doc.BOOKING_WITH_VOUCHER)}),
         body_kind="none",
         tags=TAG,
     ),
@@ -243,8 +286,11 @@ ENDPOINTS = [
         mark_attendance,
         "Mark attended / no_show (or back to confirmed)",
         auth="staff",
-        request={"status": "string: attended | no_show | confirmed"},
-        response={"booking": "object"},
+        roles=ROLES,
+        params=(doc.path("booking_id", doc.UUID),),
+        request=obj({"status": string(enum=sorted(clinic.ATTENDANCE))}),
+        response=obj({"booking": doc.BOOKING}),
+        errors={404: ("no_booking",), 409: ("booking_state", "already_booked")},
         tags=TAG,
     ),
 ]

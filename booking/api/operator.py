@@ -9,11 +9,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from booking import http
-from booking.api.resident import SEARCH_PARAMS, SEARCH_RESPONSE, hold_json, search_filter
+from booking import openapi as doc
+from booking.api.resident import (
+    CANCEL_REFUSALS,
+    CONFIRM_REFUSALS,
+    HOLD_REFUSALS,
+    SEARCH_PARAMS,
+    hold_json,
+    search_filter,
+)
 from booking.domain import Actor
-from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, query
+from booking.http import EVENT_ID, HOLD_ID, UUID_STR, VOUCHER, Endpoint, body, ctx_of, ok, query
 from booking.services import confirm, operator
 from booking.services.availability import slot_json
+from machiai.openapi import array, boolean, obj
 
 ROLES = ("operator", "admin")
 
@@ -27,7 +36,7 @@ async def search_slots(request: Request) -> Response:
     """The same search residents get, for any event of the operator's municipality."""
     actor = acting(request)
     q = query(request)
-    event_id = q.text("event_id", max_len=100)
+    event_id = q.text("event_id", max_len=63, pattern=EVENT_ID)
     filt = search_filter(q)
     ctx = ctx_of(request)
     await operator.check_event(ctx, actor, event_id)
@@ -43,7 +52,7 @@ async def hold_for_resident(request: Request) -> Response:
     fields = await body(request)
     voucher = fields.text("voucher", pattern=VOUCHER)
     birth_date = fields.day("birth_date")
-    slot_id = fields.text("slot_id", pattern=UUIDISH)
+    slot_id = fields.text("slot_id", pattern=UUID_STR)
     held = await operator.hold_for_caller(ctx_of(request), actor, voucher, birth_date, slot_id)
     return ok(hold_json(held), status=201)
 
@@ -114,16 +123,20 @@ async def resident_bookings(request: Request) -> Response:
 
 
 TAG = ("operator",)
-RESIDENT = {"voucher": "string: 10 digits"}
+RESIDENT = {"voucher": doc.VOUCHER}
+BOOKING_ID = doc.path("booking_id", doc.UUID)
+# Another municipality's resident, event or booking is not found (no oracle across tenants).
 ENDPOINTS = [
     Endpoint(
         "GET",
         "/api/operator/slots",
         search_slots,
-        "Search bookable slots of an event of the operator's municipality",
+        "Search bookable slots of an event of the operator's municipality (the phone share too)",
         auth="staff",
-        params={"event_id": "event id (required)", **SEARCH_PARAMS},
-        response=SEARCH_RESPONSE,
+        roles=ROLES,
+        params=(doc.query("event_id", doc.EVENT_ID, required=True), *SEARCH_PARAMS),
+        response=doc.SEARCH_RESULT,
+        errors={404: ("not_found",)},
         body_kind="none",
         tags=TAG,
     ),
@@ -133,13 +146,11 @@ ENDPOINTS = [
         hold_for_resident,
         "Hold a slot for a caller (identity checked against the registry)",
         auth="staff",
-        request={**RESIDENT, "birth_date": "string: YYYY-MM-DD", "slot_id": "string: uuid"},
-        response={
-            "hold_id": "string",
-            "slot_id": "string",
-            "expires_in_ms": "int",
-            "remaining": "int",
-        },
+        roles=ROLES,
+        request=obj({**RESIDENT, "birth_date": doc.BIRTH_DATE, "slot_id": doc.UUID}),
+        response=doc.HOLD,
+        status=201,
+        errors={**HOLD_REFUSALS, 403: ("identity_refused",)},
         tags=TAG,
     ),
     Endpoint(
@@ -148,45 +159,61 @@ ENDPOINTS = [
         release_for_resident,
         "Release a caller's hold",
         auth="staff",
-        request={**RESIDENT, "hold_id": "string"},
+        roles=ROLES,
+        request=obj({**RESIDENT, "hold_id": doc.HOLD_ID}),
+        response=obj({"released": boolean()}),
+        errors={409: ("hold_expired",)},
         tags=TAG,
     ),
     Endpoint(
         "POST",
         "/api/operator/bookings",
         confirm_for_resident,
-        "Confirm a caller's hold (Idempotency-Key header accepted)",
+        "Confirm a caller's hold",
         auth="staff",
-        request={**RESIDENT, "hold_id": "string"},
-        response={"booking": "object"},
+        roles=ROLES,
+        params=(doc.IDEMPOTENCY_KEY,),
+        request=obj({**RESIDENT, "hold_id": doc.HOLD_ID}),
+        response=doc.ONE_BOOKING,
+        status=201,
+        errors=CONFIRM_REFUSALS,
         tags=TAG,
     ),
     Endpoint(
         "POST",
         "/api/operator/bookings/{booking_id}/change",
         change_for_resident,
-        "Move a caller's booking to their held slot (Idempotency-Key header accepted)",
+        "Move a caller's booking to their held slot",
         auth="staff",
-        request={**RESIDENT, "hold_id": "string"},
-        response={"booking": "object"},
+        roles=ROLES,
+        params=(BOOKING_ID, doc.IDEMPOTENCY_KEY),
+        request=obj({**RESIDENT, "hold_id": doc.HOLD_ID}),
+        response=doc.ONE_BOOKING,
+        errors=CONFIRM_REFUSALS,
         tags=TAG,
     ),
     Endpoint(
         "POST",
         "/api/operator/bookings/{booking_id}/cancel",
         cancel_for_resident,
-        "Cancel a booking of this municipality (Idempotency-Key header accepted)",
+        "Cancel a booking of this municipality",
         auth="staff",
-        response={"booking": "object"},
+        roles=ROLES,
+        params=(BOOKING_ID, doc.IDEMPOTENCY_KEY),
+        response=doc.ONE_BOOKING,
+        errors=CANCEL_REFUSALS,
         tags=TAG,
     ),
     Endpoint(
         "GET",
         "/api/operator/residents/{voucher}/bookings",
         resident_bookings,
-        "A caller's bookings",
+        "A caller's bookings (the look is audited)",
         auth="staff",
-        response={"bookings": "array"},
+        roles=ROLES,
+        params=(doc.path("voucher", doc.VOUCHER),),
+        response=obj({"bookings": array(doc.BOOKING)}),
+        errors={404: ("not_found",)},
         body_kind="none",
         tags=TAG,
     ),

@@ -6,10 +6,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from booking import http
+from booking import openapi as doc
 from booking.domain import Session
-from booking.http import HOLD_ID, UUIDISH, VOUCHER, Endpoint, body, ctx_of, ok, query, tokens_of
+from booking.http import (
+    HOLD_ID,
+    UUID_STR,
+    VACCINE_CODE,
+    VOUCHER,
+    Endpoint,
+    body,
+    ctx_of,
+    ok,
+    query,
+    tokens_of,
+)
 from booking.services import bookings, confirm, hold, sessions
 from booking.services.availability import SearchFilter, slot_json
+from machiai.openapi import array, boolean, integer, obj, string, text
 
 
 def hold_json(held: hold.Hold) -> dict[str, object]:
@@ -59,24 +72,19 @@ def search_filter(q: http.Fields) -> SearchFilter:
     return SearchFilter(
         day=q.opt_day("date"),
         area=q.opt_text("area", max_len=100),
-        clinic_id=q.opt_text("clinic_id", pattern=UUIDISH),
-        vaccine_code=q.opt_text("vaccine", max_len=40),
+        clinic_id=q.opt_text("clinic_id", pattern=UUID_STR),
+        vaccine_code=q.opt_text("vaccine", max_len=40, pattern=VACCINE_CODE),
         dose_number=q.opt_integer("dose", minimum=1, maximum=9),
     )
 
 
-SEARCH_PARAMS = {
-    "date": "YYYY-MM-DD (Japan time)",
-    "area": "area name",
-    "clinic_id": "uuid",
-    "vaccine": "vaccine code",
-    "dose": "dose number",
-}
-SEARCH_RESPONSE = {
-    "slots": "array of slot_id, clinic_id, area, starts_at, duration_min, "
-    "vaccine_code, dose_number, remaining: slots with places left, soonest first, at most 500",
-    "more": "bool: more slots with places left match; narrow the search (date, area, clinic)",
-}
+SEARCH_PARAMS = (
+    doc.query("date", doc.DATE, description="the day, Japan time"),
+    doc.query("area", text(100, required=False)),
+    doc.query("clinic_id", doc.UUID),
+    doc.query("vaccine", doc.VACCINE_CODE),
+    doc.query("dose", integer(1, 9)),
+)
 
 
 async def search(request: Request) -> Response:
@@ -98,7 +106,7 @@ async def hold_slot(request: Request) -> Response:
     session, check = peek(request)
     sessions.require_admitted(session)
     fields = await body(request)
-    slot_id = fields.text("slot_id", pattern=UUIDISH)
+    slot_id = fields.text("slot_id", pattern=UUID_STR)
     held = await hold.hold_slot(ctx_of(request), session.actor, session.resident, slot_id, check)
     return ok(hold_json(held), status=201)
 
@@ -168,10 +176,31 @@ async def change_booking(request: Request) -> Response:
     return ok(result)
 
 
-BOOKING_FIELDS = {
-    "booking": "object: booking_id, confirmation_code, slot_id, clinic_id, clinic_name_ja, "
-    "clinic_name_en, starts_at, dose_number, vaccine_code, status, channel, created_at"
+# What a refused confirm or change can say (the place went back, or never was).
+CONFIRM_REFUSALS = {
+    404: ("not_found", "no_booking"),
+    409: (
+        "hold_expired",
+        "slot_full",
+        "slot_closed",
+        "slot_not_bookable",
+        "already_booked",
+        "dose_rule",
+        "booking_state",
+        "conflict",
+    ),
+    422: ("idempotency_key_reused",),
 }
+CANCEL_REFUSALS = {
+    404: ("no_booking",),
+    409: ("booking_state", "dose_rule", "conflict"),
+    422: ("idempotency_key_reused",),
+}
+HOLD_REFUSALS = {
+    404: ("not_found",),
+    409: ("slot_full", "slot_closed", "slot_not_bookable", "hold_exists"),
+}
+BOOKING_ID = doc.path("booking_id", doc.UUID)
 TAG = ("resident",)
 ENDPOINTS = [
     Endpoint(
@@ -179,12 +208,27 @@ ENDPOINTS = [
         "/api/sessions",
         start_session,
         "Open a booking session with an admission pass, voucher number and birth date",
-        request={
-            "pass": "string: admission pass from the waitroom",
-            "voucher": "string: 10-digit voucher number",
-            "birth_date": "string: YYYY-MM-DD",
+        request=obj(
+            {
+                "pass": text(1000, description="admission pass from the waitroom"),
+                "voucher": doc.VOUCHER,
+                "birth_date": doc.BIRTH_DATE,
+            }
+        ),
+        response=obj(
+            {
+                "session": string(min_length=1, description="bearer token"),
+                "event_id": doc.EVENT_ID,
+                "expires_in_s": integer(1),
+            }
+        ),
+        status=201,
+        errors={
+            401: ("pass_invalid",),
+            403: ("identity_refused",),
+            409: ("pass_used",),
+            429: ("too_many_attempts",),
         },
-        response={"session": "string: bearer token", "event_id": "string", "expires_in_s": "int"},
         tags=TAG,
     ),
     Endpoint(
@@ -193,6 +237,7 @@ ENDPOINTS = [
         end_session,
         "End the session",
         auth="session",
+        response=obj({"ended": boolean()}),
         body_kind="none",
         tags=TAG,
     ),
@@ -203,7 +248,7 @@ ENDPOINTS = [
         "Search bookable slots of the session's event",
         auth="session",
         params=SEARCH_PARAMS,
-        response=SEARCH_RESPONSE,
+        response=doc.SEARCH_RESULT,
         body_kind="none",
         tags=TAG,
     ),
@@ -213,13 +258,10 @@ ENDPOINTS = [
         hold_slot,
         "Hold one place of a slot (one live hold per resident)",
         auth="session",
-        request={"slot_id": "string: uuid"},
-        response={
-            "hold_id": "string",
-            "slot_id": "string",
-            "expires_in_ms": "int",
-            "remaining": "int",
-        },
+        request=obj({"slot_id": doc.UUID}),
+        response=doc.HOLD,
+        status=201,
+        errors={403: ("not_admitted",), **HOLD_REFUSALS},
         tags=TAG,
     ),
     Endpoint(
@@ -228,6 +270,9 @@ ENDPOINTS = [
         release_hold,
         "Release the resident's hold",
         auth="session",
+        params=(doc.path("hold_id", string(max_length=100)),),
+        response=obj({"released": boolean()}),
+        errors={404: ("not_found",), 409: ("hold_expired",)},
         body_kind="none",
         tags=TAG,
     ),
@@ -235,10 +280,13 @@ ENDPOINTS = [
         "POST",
         "/api/bookings",
         confirm_booking,
-        "Confirm the held slot (Idempotency-Key header accepted)",
+        "Confirm the held slot",
         auth="session",
-        request={"hold_id": "string"},
-        response=BOOKING_FIELDS,
+        params=(doc.IDEMPOTENCY_KEY,),
+        request=obj({"hold_id": doc.HOLD_ID}),
+        response=doc.ONE_BOOKING,
+        status=201,
+        errors={403: ("not_admitted",), **CONFIRM_REFUSALS},
         tags=TAG,
     ),
     Endpoint(
@@ -247,7 +295,12 @@ ENDPOINTS = [
         my_bookings,
         "The resident's bookings and live hold",
         auth="session",
-        response={"bookings": "array of booking", "hold": "object or null"},
+        response=obj(
+            {
+                "bookings": array(doc.BOOKING),
+                "hold": obj({"hold_id": doc.HOLD_ID, "slot_id": doc.UUID}, nullable=True),
+            }
+        ),
         body_kind="none",
         tags=TAG,
     ),
@@ -255,19 +308,23 @@ ENDPOINTS = [
         "POST",
         "/api/bookings/{booking_id}/cancel",
         cancel_booking,
-        "Cancel a booking (Idempotency-Key header accepted)",
+        "Cancel a booking",
         auth="session",
-        response=BOOKING_FIELDS,
+        params=(BOOKING_ID, doc.IDEMPOTENCY_KEY),
+        response=doc.ONE_BOOKING,
+        errors=CANCEL_REFUSALS,
         tags=TAG,
     ),
     Endpoint(
         "POST",
         "/api/bookings/{booking_id}/change",
         change_booking,
-        "Move a booking to the held slot in one step (Idempotency-Key header accepted)",
+        "Move a booking to the held slot in one step",
         auth="session",
-        request={"hold_id": "string: hold on the new slot"},
-        response=BOOKING_FIELDS,
+        params=(BOOKING_ID, doc.IDEMPOTENCY_KEY),
+        request=obj({"hold_id": doc.HOLD_ID}),
+        response=doc.ONE_BOOKING,
+        errors={403: ("not_admitted",), **CONFIRM_REFUSALS},
         tags=TAG,
     ),
 ]

@@ -6,8 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from booking import errors, http
+from booking import openapi as doc
 from booking.http import Endpoint, body, ctx_of, ok, tokens_of
 from booking.services.staff import staff_login
+from machiai.openapi import Param, Reply, array, integer, obj, string, text
 
 
 async def login(request: Request) -> Response:
@@ -43,31 +45,60 @@ async def public_availability(request: Request) -> Response:
     return Response(data, media_type="application/json", headers=headers)
 
 
+AVAILABILITY = obj(
+    {
+        "event_id": doc.EVENT_ID,
+        "days": array(
+            obj(
+                {
+                    "date": doc.DATE,
+                    "clinic_id": doc.UUID,
+                    "clinic_name_ja": string(),
+                    "clinic_name_en": string(),
+                    "area": string(),
+                    "remaining": integer(0),
+                }
+            )
+        ),
+    }
+)
+# A public answer caches (and answers 304 to its ETag).
+CACHED = {"ETag": string(min_length=1), "Cache-Control": string(min_length=1)}
+
 ENDPOINTS = [
     Endpoint(
         "POST",
         "/api/staff/login",
         login,
         "Staff sign-in: a bearer token for the staff endpoints",
-        request={"login": "string", "password": "string"},
-        response={
-            "token": "string",
-            "staff_id": "string",
-            "role": "string: admin | operator | clinic",
-            "municipality_code": "string",
-            "clinic_id": "string or null",
-        },
+        request=obj({"login": text(64), "password": text(200)}),
+        response=obj(
+            {
+                "token": string(min_length=1),
+                "staff_id": doc.UUID,
+                "role": string(enum=("admin", "operator", "clinic")),
+                "municipality_code": doc.MUNICIPALITY_CODE,
+                "clinic_id": string(fmt="uuid", nullable=True),
+            }
+        ),
+        errors={401: ("login_refused",), 429: ("too_many_attempts",)},
         tags=("staff",),
     ),
     Endpoint(
         "GET",
         "/api/public/events/{event_id}/availability",
         public_availability,
-        "Places left per clinic and day (no login; Cache-Control and ETag)",
-        response={
-            "event_id": "string",
-            "days": "array of date, clinic_id, clinic_name_ja, clinic_name_en, area, remaining",
+        "Places left per clinic and day (no login; Cache-Control and ETag, 304 on a match)",
+        params=(
+            doc.path("event_id", string(max_length=100)),
+            Param("If-None-Match", "header", string(), description="an ETag it gave"),
+        ),
+        response=AVAILABILITY,
+        replies={
+            200: Reply("Places left", AVAILABILITY, headers=CACHED),
+            304: Reply("Unchanged since the ETag sent in If-None-Match", headers=CACHED),
         },
+        errors={404: ("not_found",)},
         body_kind="none",
         tags=("public",),
     ),

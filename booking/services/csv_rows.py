@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Generic, TypeVar
 
 from booking import errors
+from machiai import inputs
 
 T = TypeVar("T")
 MAX_ERRORS = 1000
@@ -32,6 +35,55 @@ class CellError(ValueError):
         super().__init__(reason)
         self.column = column
         self.reason = reason
+
+
+JST = timezone(timedelta(hours=9))
+# Digits as a spreadsheet writes them: ASCII only. (str.isdigit() and int() also take
+# "²", "①" or "٣", which no one means as a count.)
+_INTEGER = re.compile(r"[0-9]{1,9}")
+# A day as written by hand or by a spreadsheet: 1935-01-01, 1935/1/1 (Excel's Japanese
+# default), 1935.1.1, 1935年1月1日.
+_DAY = re.compile(
+    r"(?P<y>[0-9]{4})(?:(?P<sep>[-/.])(?P<m>[0-9]{1,2})(?P=sep)(?P<d>[0-9]{1,2})"
+    r"|年(?P<jm>[0-9]{1,2})月(?P<jd>[0-9]{1,2})日)"
+)
+# An instant with the day written as above: "2031/4/1 9:30" (Excel), or ISO 8601.
+_DAY_TIME = re.compile(r"(?P<day>[^ T]+)[ T](?P<h>[0-9]{1,2}):(?P<rest>[0-9]{2}.*)")
+
+
+def int_cell(raw: str, column: str, low: int, high: int) -> int:
+    """A whole number in ``low..high`` written in ASCII digits."""
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise CellError(column, f"must be an integer from {low} to {high} (digits 0-9)")
+    return int(raw)
+
+
+def date_cell(raw: str, column: str) -> date:
+    """A day: YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日."""
+    match = _DAY.fullmatch(raw)
+    try:
+        if match is None:
+            raise ValueError(raw)
+        month, day = match["m"] or match["jm"], match["d"] or match["jd"]
+        return date(int(match["y"]), int(month), int(day))
+    except ValueError:
+        raise CellError(column, "must be a date YYYY-MM-DD or YYYY/M/D") from None
+
+
+def instant_cell(raw: str, column: str) -> datetime:
+    """An instant in UTC: ISO 8601 (Japan time without an offset), or a day as
+    ``date_cell`` reads it and a time H:MM[:SS] ("2031/4/1 9:30", as Excel writes it)."""
+    value = inputs.parse_instant(raw, JST)
+    if value is None:
+        match = _DAY_TIME.fullmatch(raw)
+        if match is not None and _DAY.fullmatch(match["day"]):
+            day = date_cell(match["day"], column)
+            value = inputs.parse_instant(
+                f"{day.isoformat()}T{int(match['h']):02d}:{match['rest']}", JST
+            )
+    if value is None:
+        raise CellError(column, "not a date-time (ISO 8601 or YYYY/M/D H:MM)")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +156,10 @@ def parse(
             break
         if "__width__" in cells:
             problems.append(RowError(number, "", "wrong number of columns"))
+            continue
+        unusable = [column for column, cell in cells.items() if not inputs.usable_text(cell)]
+        if unusable:
+            problems.append(RowError(number, unusable[0], "contains a NUL character"))
             continue
         try:
             rows.append(convert(cells))

@@ -14,14 +14,27 @@ from typing import Any
 from booking import errors
 from booking.domain import ClinicStaff, SlotSpec
 from booking.services.context import Ctx
-from booking.services.csv_rows import CellError, Parsed, RowError, decode, parse
+from booking.services.csv_rows import (
+    CellError,
+    Parsed,
+    RowError,
+    decode,
+    instant_cell,
+    int_cell,
+    parse,
+)
 from booking.services.inventory import mirror_published
 from booking.store import pg, pg_clinic
+from machiai import inputs
 
 log = logging.getLogger(__name__)
 
 JST = timezone(timedelta(hours=9))
 MAX_SLOTS = 20_000
+EVENT_ID = inputs.EVENT_ID
+VACCINE_CODE = inputs.exact(inputs.VACCINE_CODE_PATTERN)
+# The days a plan may cover: each of their times is an instant in UTC too.
+FIRST_DAY, LAST_DAY = date(2, 1, 1), date(9998, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +71,12 @@ class WeeklyPlan:
 
 def expand_plan(plan: WeeklyPlan) -> list[SlotSpec]:
     """Every slot of the plan, Japan time, skipping breaks and closed days."""
+    if plan.from_date < FIRST_DAY or plan.to_date > LAST_DAY:
+        raise errors.Invalid(
+            "The plan's days must lie between the years 2 and 9998.",
+            "期間は西暦 2 年から 9998 年の間で指定してください。",
+            detail={"field": "from_date" if plan.from_date < FIRST_DAY else "to_date"},
+        )
     if plan.to_date < plan.from_date or (plan.to_date - plan.from_date).days > 366:
         raise errors.Invalid(
             "to_date must be after from_date, within a year.",
@@ -102,40 +121,24 @@ def expand_plan(plan: WeeklyPlan) -> list[SlotSpec]:
     return specs
 
 
-def _parse_time(raw: str, column: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise CellError(column, "not an ISO 8601 date-time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=JST)
-    return value.astimezone(UTC)
-
-
-def _parse_int(raw: str, column: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise CellError(column, f"must be an integer from {low} to {high}")
-    return int(raw)
-
-
 def slot_from_cells(cells: dict[str, str]) -> SlotSpec:
     event_id = cells["event_id"]
-    if not event_id or len(event_id) > 63:
-        raise CellError("event_id", "missing or too long")
+    if not EVENT_ID.match(event_id):
+        raise CellError("event_id", "not an event id (a-z, 0-9 and -, at most 63)")
     vaccine = cells["vaccine_code"]
-    if not vaccine or len(vaccine) > 40:
-        raise CellError("vaccine_code", "missing or too long")
+    if not VACCINE_CODE.match(vaccine):
+        raise CellError("vaccine_code", "not a vaccine code (a-z, 0-9, _ and -, at most 40)")
     pf = cells.get("publish_from") or ""
     pu = cells.get("publish_until") or ""
     return SlotSpec(
         event_id=event_id,
-        starts_at=_parse_time(cells["starts_at"], "starts_at"),
-        duration_min=_parse_int(cells["duration_min"], "duration_min", 1, 1440),
-        capacity=_parse_int(cells["capacity"], "capacity", 0, 100_000),
+        starts_at=instant_cell(cells["starts_at"], "starts_at"),
+        duration_min=int_cell(cells["duration_min"], "duration_min", 1, 1440),
+        capacity=int_cell(cells["capacity"], "capacity", 0, 100_000),
         vaccine_code=vaccine,
-        dose_number=_parse_int(cells["dose_number"], "dose_number", 1, 9),
-        publish_from=_parse_time(pf, "publish_from") if pf else None,
-        publish_until=_parse_time(pu, "publish_until") if pu else None,
+        dose_number=int_cell(cells["dose_number"], "dose_number", 1, 9),
+        publish_from=instant_cell(pf, "publish_from") if pf else None,
+        publish_until=instant_cell(pu, "publish_until") if pu else None,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from booking import errors
 from booking.services.context import Ctx
-from booking.services.csv_rows import CellError, Parsed, RowError, decode, parse
+from booking.services.csv_rows import CellError, Parsed, RowError, date_cell, decode, parse
 from booking.store import pg, pg_registry
 
 COLUMNS = ("voucher_number", "birth_date", "municipality_code", "groups")
@@ -28,13 +28,7 @@ def _converter(municipality: str, today: date) -> Any:
         voucher = cells["voucher_number"]
         if not VOUCHER.match(voucher):
             raise CellError("voucher_number", "must be exactly 10 digits")
-        raw = cells["birth_date"].replace("/", "-")
-        try:
-            if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
-                raise ValueError(raw)
-            born = date.fromisoformat(raw)
-        except ValueError:
-            raise CellError("birth_date", "must be a date YYYY-MM-DD") from None
+        born = date_cell(cells["birth_date"], "birth_date")
         if born > today or born.year < 1890:
             raise CellError("birth_date", "not a plausible birth date")
         if cells["municipality_code"] != municipality:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from starlette.routing import Route
 
 from booking.app import ENDPOINTS
-from booking.http import Endpoint
+from booking.http import JST, Endpoint
+from booking.openapi import build_openapi, doc_path
+from booking.pages import book, home, mine, signin
+from booking.pages.common import asset_routes
 from booking.settings import BookingSettings
-from tests.booking.client import mint_pass, open_session, running, staff_token
+from tests.booking.client import code, mint_pass, open_session, running, staff_token
 from tests.booking.factory import BIRTH, World, make_slot, make_staff, voucher
 
 TABLES = ("bookings", "slots", "registry", "idempotency_keys", "outbox", "audit_log")
@@ -124,7 +129,8 @@ async def test_bad_input_everywhere_is_4xx_and_writes_nothing(
                 await send(ep, path, content=b"\xff\xfe")
                 if ep.request:
                     for wrong in WRONG_VALUES:
-                        await send(ep, path, json={name: wrong for name in ep.request})
+                        fields = ep.request["properties"]
+                        await send(ep, path, json={name: wrong for name in fields})
                     await send(ep, path, json={})
             # Without credentials, protected endpoints refuse.
             if ep.auth != "none":
@@ -151,13 +157,36 @@ async def test_bad_input_everywhere_is_4xx_and_writes_nothing(
     assert len(seen) > 300
 
 
-async def test_openapi_lists_every_endpoint(settings: BookingSettings) -> None:
+async def test_the_document_lists_every_route_with_its_methods(
+    settings: BookingSettings,
+) -> None:
+    """Every route of the app is in /openapi.json with exactly its methods, except the
+    pages and their static files (HTML for people, not the API)."""
+    pages = {
+        r.path
+        for r in (*book.routes(), *signin.routes(), *mine.routes(), *home.routes())
+        + tuple(asset_routes())
+        if isinstance(r, Route)
+    }
     async with running(settings) as (app, client):
         doc = (await client.get("/openapi.json")).json()
+        assert doc == build_openapi(ENDPOINTS)
+        served = {
+            doc_path(r.path): {m for m in (r.methods or set()) if m != "HEAD"}
+            for r in app.routes
+            if isinstance(r, Route) and r.path not in pages
+        }
+        listed = {path: {m.upper() for m in ops} for path, ops in doc["paths"].items()}
+        assert served == listed
+        # A method a path does not have is a 405 that names the ones it has.
+        for path, methods in listed.items():
+            url = re.sub(r"{\w+}", str(uuid.uuid4()), path)
+            r = await client.request("PUT" if "PUT" not in methods else "TRACE", url)
+            assert r.status_code == 405, (path, r.status_code)
+            allowed = {m.strip() for m in r.headers["allow"].split(",")} - {"HEAD"}
+            assert allowed == methods, (path, allowed)
+            assert r.json()["error"]["code"] == "method_not_allowed"
     assert doc["openapi"].startswith("3.")
-    assert doc["info"]["title"] and doc["info"]["version"]
-    listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert listed == {(ep.method, ep.path) for ep in ENDPOINTS}
     op_ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
     assert len(op_ids) == len(set(op_ids))
     schemes = doc["components"]["securitySchemes"]
@@ -168,15 +197,10 @@ async def test_openapi_lists_every_endpoint(settings: BookingSettings) -> None:
                 assert set(sec) <= set(schemes)
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert declared == set(re.findall(r"{(\w+)}", path))
-    # Every API route of the app is in the document.
-    api_routes = {
-        (m, r.path)
-        for r in app.routes
-        if isinstance(r, Route) and r.path.startswith("/api/")
-        for m in (r.methods or set())
-        if m != "HEAD"
-    }
-    assert api_routes == listed
+            for status, answer in op["responses"].items():
+                if int(status) >= 400 and path != "/health/ready":
+                    error = answer["content"]["application/json"]["schema"]["properties"]
+                    assert error["error"]["required"] == ["code", "message"]
 
 
 async def test_public_availability_is_cacheable(
@@ -222,3 +246,64 @@ async def test_client_receives_english_when_asked(settings: BookingSettings) -> 
     assert ja.json()["error"]["code"] == en.json()["error"]["code"] == "unauthorized"
     assert "ログイン" in ja.json()["error"]["message"]
     assert "Authentication" in en.json()["error"]["message"]
+
+
+async def test_what_postgres_or_the_calendar_cannot_take_is_a_422_naming_the_field(
+    settings: BookingSettings, db: asyncpg.Pool, world: World
+) -> None:
+    """NUL and lone surrogates in text, instants that leave the calendar once in UTC, plans
+    at its edges, and numbers or flags sent as strings in JSON: a 422 naming the field."""
+    async with db.acquire() as conn:
+        clinic_id, _ = await make_staff(conn, world.municipality, "clinic", world.clinic_id)
+    clinic = staff_token(settings, clinic_id, world.municipality, "clinic", world.clinic_id)
+    slot = {
+        "event_id": world.event_id,
+        "starts_at": "2031-04-01T09:00",
+        "duration_min": 30,
+        "capacity": 3,
+        "vaccine_code": "comirnaty",
+        "dose_number": 1,
+    }
+    soon = datetime.now(JST).date() + timedelta(days=3)
+    plan = {
+        "event_id": world.event_id,
+        "from_date": soon.isoformat(),
+        "to_date": (soon + timedelta(days=1)).isoformat(),
+        "weekdays": [0, 1, 2, 3, 4, 5, 6],
+        "opens": "23:00",
+        "closes": "23:30",
+        "slot_min": 30,
+        "capacity": 3,
+        "vaccine_code": "comirnaty",
+        "dose_number": 1,
+        "dry_run": True,
+    }
+    cases: list[tuple[str, dict[str, Any], str, str]] = [
+        ("/api/clinic/slots", {**slot, "starts_at": "9999-12-31T23:59:59-09:00"}, "starts_at",
+         "invalid_input"),
+        ("/api/clinic/slots", {**slot, "publish_from": "0001-01-01T00:00"}, "publish_from",
+         "invalid_input"),
+        ("/api/clinic/slots", {**slot, "vaccine_code": "comir\x00naty"}, "vaccine_code",
+         "invalid_character"),
+        ("/api/clinic/slots", {**slot, "event_id": "ev\ud800"}, "event_id", "invalid_character"),
+        ("/api/clinic/slots", {**slot, "capacity": "3"}, "capacity", "invalid_input"),
+        ("/api/clinic/slots/plan", {**plan, "dry_run": "true"}, "dry_run", "invalid_input"),
+        ("/api/clinic/slots/plan", {**plan, "from_date": "0001-01-01"}, "from_date",
+         "invalid_input"),
+        ("/api/clinic/slots/plan", {**plan, "from_date": "9999-12-30", "to_date": "9999-12-31"},
+         "to_date", "invalid_input"),
+        ("/api/clinic/slots/plan", {**plan, "opens": "2300"}, "opens", "invalid_input"),
+    ]  # fmt: skip
+    async with running(settings) as (_, client):
+        for path, payload, field, expected in cases:
+            r = await client.post(path, content=json.dumps(payload).encode(), headers=clinic)
+            assert r.status_code == 422, (field, r.status_code, r.text)
+            assert code(r) == expected and r.json()["error"]["detail"]["field"] == field, r.text
+        # As query parameters, numbers and flags are strings; an empty one is not given.
+        r = await client.get("/api/clinic/slots?date=2031-04-01&", headers=clinic)
+        assert r.status_code == 200
+        r = await client.post(
+            "/api/clinic/slots/plan", content=json.dumps(plan).encode(), headers=clinic
+        )
+        assert r.status_code == 200 and r.json()["slots"] == 2, r.text
+    assert await db.fetchval("SELECT count(*) FROM slots") == 0

@@ -16,6 +16,7 @@ from booking.services.inventory import load_slot
 from booking.settings import BookingSettings
 from booking.store import keys
 from machiai import keys as shared_keys
+from machiai.client_address import parse_trusted_proxies
 from tests.booking.client import code, mint_pass, open_session, running
 from tests.booking.factory import BIRTH, World, make_slot, voucher
 from tests.booking.helpers import CountingMux
@@ -149,11 +150,15 @@ async def test_identity_attempts_are_throttled(settings: BookingSettings, world:
         assert r.status_code == 429 and code(r) == "too_many_attempts"
 
 
+# The test client's peer (192.0.2.10) stands for the proxy in front, 10.0.0.1 for the LB.
+PROXIES = parse_trusted_proxies("BOOKING_TRUSTED_PROXIES", "192.0.2.10, 10.0.0.0/8")
+
+
 async def test_client_throttle_trusts_forwarded_only_when_told(
     settings: BookingSettings, world: World
 ) -> None:
     """Behind a load balancer residents differ only by X-Forwarded-For; a spoofed header
-    must not buy extra attempts from a service that was not told to trust it."""
+    must not buy extra attempts from a service that was not told to trust its peer."""
 
     async def attempts(s: BookingSettings, addresses: list[str]) -> list[int]:
         async with running(s) as (_, client):
@@ -171,10 +176,31 @@ async def test_client_throttle_trusts_forwarded_only_when_told(
     small = replace(settings, throttle_client_limit=2)
     spoofed = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
     assert await attempts(small, spoofed) == [401, 401, 429]
-    trusted = replace(small, trust_forwarded=True)
+    trusted = replace(small, trusted_proxies=PROXIES)
     # Fresh addresses each get their own budget; one address still runs out of it.
     assert await attempts(trusted, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) == [401] * 3
     assert await attempts(trusted, ["203.0.113.9"] * 3) == [401, 401, 429]
+
+
+async def test_made_up_forwarded_for_entries_buy_no_staff_logins(
+    settings: BookingSettings,
+) -> None:
+    """Issue 16: eight wrong staff logins through the trusted proxies, each with a new
+    made-up first X-Forwarded-For entry, are one client (the address the LB saw) and are
+    throttled once the budget is spent."""
+    behind_proxies = replace(settings, throttle_client_limit=5, trusted_proxies=PROXIES)
+    async with running(behind_proxies) as (_, client):
+        statuses = [
+            (
+                await client.post(
+                    "/api/staff/login",
+                    json={"login": "nobody", "password": "wrong"},
+                    headers={"X-Forwarded-For": f"198.51.100.{i}, 203.0.113.50, 10.0.0.1"},
+                )
+            ).status_code
+            for i in range(8)
+        ]
+    assert statuses == [401] * 5 + [429] * 3
 
 
 async def test_hold_rules_change_and_dose_rules(

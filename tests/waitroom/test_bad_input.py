@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
 import string
 
 import asyncpg
+import pytest
+from starlette.requests import Request
 
 from machiai.tokens import Tokens
 from tests.waitroom.conftest import AppFactory, add_event, running, staff_token
+from waitroom.errors import BodyTooLarge
+from waitroom.web.join import bounded_body
 
 ALPHABET = string.printable + "é整理券\u3000"
 
@@ -82,3 +87,57 @@ async def test_malformed_requests_never_get_a_500(
             )
             seen.add(r.status_code)
         assert {400, 401, 403, 404}.intersection(seen) and 422 in seen
+
+
+async def test_event_text_and_times_postgres_cannot_take_are_refused_with_a_code(
+    db: asyncpg.Pool, make_app: AppFactory, tokens: Tokens
+) -> None:
+    """NUL (and lone surrogates) in names, and times that leave the calendar once in UTC,
+    are a 422 naming the field, never a 500 from Postgres or the date arithmetic."""
+    event_id = await add_event(db)
+    admin = {"authorization": f"Bearer {staff_token(tokens)}"}
+    new = {
+        "id": "ev-nul",
+        "name_ja": "接種予約",
+        "name_en": "Bookings",
+        "prequeue_at": "2031-04-01T08:00:00+09:00",
+        "opens_at": "2031-04-01T09:00:00+09:00",
+        "closes_at": "2031-04-30T17:00:00+09:00",
+        "admit_per_minute": 60,
+        "max_active": 100,
+    }
+    async with running(make_app()) as client:
+        for field, value, expected in (
+            ("name_ja", "接種\x00予約", "invalid_character"),
+            ("name_en", "Book\ud800ings", "invalid_character"),
+            ("eligibility_group", "65\x00", "invalid_character"),
+            ("closes_at", "9999-12-31T23:59:59-09:00", "invalid_input"),
+            ("prequeue_at", "0001-01-01T00:00:00+09:00", "invalid_input"),
+            ("opens_at", "2031-04-01T09:00:00", "invalid_input"),  # no offset
+        ):
+            for method, path, body in (
+                ("POST", "/admin/events", {**new, field: value}),
+                ("PATCH", f"/admin/events/{event_id}", {field: value}),
+            ):
+                # ensure_ascii: a lone surrogate travels as the JSON escape \ud800.
+                content = json.dumps(body).encode()
+                r = await client.request(method, path, content=content, headers=admin)
+                assert r.status_code == 422, (method, field, r.status_code, r.text)
+                assert r.json()["error"]["code"] == expected
+                assert r.json()["error"]["detail"] == {"field": field}
+        created = await client.post("/admin/events", json=new, headers=admin)
+        assert created.status_code == 201, created.text
+        assert created.json()["event"]["opens_at"] == "2031-04-01T00:00:00+00:00"
+    assert await db.fetchval("SELECT count(*) FROM events") == 2
+
+
+@pytest.mark.parametrize("declared", [b"\xb2", b"1\xb2", b"-1", b"1e3"])
+async def test_a_content_length_that_is_no_ascii_number_is_refused(declared: bytes) -> None:
+    """A header decoded as latin-1 may carry "²": str.isdigit() takes it, int() does not."""
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", declared)]}
+    with pytest.raises(BodyTooLarge):
+        await bounded_body(Request(scope, receive), 4096)

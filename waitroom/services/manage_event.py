@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from machiai import inputs
 from machiai.tokens import StaffClaims
 from waitroom.errors import (
     SCRIPT_ERRORS,
@@ -52,6 +53,29 @@ def _bad(field: str) -> InvalidInput:
     )
 
 
+def _text(field: str, value: Any, max_len: int) -> str:
+    """Text of 1 to ``max_len`` characters that a database column can hold."""
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+        raise _bad(field)
+    if not inputs.usable_text(value):
+        raise InvalidInput(
+            f"{field} contains a character that cannot be stored (NUL or a lone surrogate).",
+            f"{field} に使えない文字（NUL など）が含まれています。",
+            code="invalid_character",
+            detail={"field": field},
+        )
+    return value
+
+
+def _instant(field: str, value: Any) -> datetime:
+    """An ISO 8601 date-time with its offset, in UTC; one that cannot be held in UTC
+    (``9999-12-31T23:59:59-09:00``) is refused like a malformed one."""
+    parsed = inputs.parse_instant(value, None) if isinstance(value, str) else None
+    if parsed is None:
+        raise _bad(field)
+    return parsed
+
+
 def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
     """Validated column values from a JSON object; unknown fields are refused."""
     if not isinstance(data, dict):
@@ -65,13 +89,7 @@ def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in data.items():
         if name in TIME_FIELDS or (name == "phone_release_at" and value is not None):
-            try:
-                parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-            except ValueError:
-                parsed = None
-            if parsed is None or parsed.tzinfo is None:
-                raise _bad(name)
-            out[name] = parsed
+            out[name] = _instant(name, value)
         elif name == "phone_release_at":
             out[name] = None
         elif name in INT_FIELDS or name == "phone_share_pct":
@@ -80,13 +98,9 @@ def parse_changes(data: Any, *, creating: bool) -> dict[str, Any]:
                 raise _bad(name)
             out[name] = value
         elif name in TEXT_FIELDS:
-            if not isinstance(value, str) or not 1 <= len(value) <= TEXT_FIELDS[name]:
-                raise _bad(name)
-            out[name] = value
+            out[name] = _text(name, value, TEXT_FIELDS[name])
         elif name == "eligibility_group":
-            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 40):
-                raise _bad(name)
-            out[name] = value
+            out[name] = None if value is None else _text(name, value, 40)
         elif name == "id":
             if not isinstance(value, str) or not EVENT_ID.match(value):
                 raise _bad(name)

@@ -7,12 +7,10 @@ booking shares with us (sessions, used passes, inventory, load report).
 
 from __future__ import annotations
 
-import re
-
 from machiai import keys as shared
+from machiai.inputs import EVENT_ID
 
-# What the events table accepts as an id; anything else never reaches a key.
-EVENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+__all__ = ["EVENT_ID"]  # what the events table accepts as an id; nothing else reaches a key
 
 
 def event(prefix: str, event_id: str) -> str:

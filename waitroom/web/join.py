@@ -1,4 +1,12 @@
-"""POST /events/{event_id}/join: a signed ticket with the next number in line."""
+"""POST /events/{event_id}/join: a signed ticket with the next number in line.
+
+A join another site's page sent (``web/origin.py``) gets no place and writes no cookie:
+the browser left the resident's SameSite=Lax ticket cookie out of it, so the ticket it
+holds cannot be seen here, and a new one would replace it (and with it their place). A
+browser is sent to the waiting page instead, which sees the cookie and shows the place
+held, or the join button to a first-comer from a city's site; a JSON client is refused
+(403 ``cross_site_join``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from machiai.errors import AppError
-from waitroom.errors import BodyTooLarge, InvalidInput
+from machiai.pages import SECURITY_HEADERS
+from waitroom.errors import BodyTooLarge, CrossSiteJoin, InvalidInput
 from waitroom.services.join_line import join_line
 from waitroom.web.common import (
     client_id,
@@ -22,6 +31,7 @@ from waitroom.web.common import (
     waitroom,
     wants_json,
 )
+from waitroom.web.origin import from_another_site
 from waitroom.web.page import error_page
 
 MAX_BODY_BYTES = 4096
@@ -30,7 +40,9 @@ MAX_BODY_BYTES = 4096
 async def bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) once it passes ``limit`` bytes: never read it all first."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    # isascii: a header decoded as latin-1 may hold "²", which isdigit() takes and int() not.
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    if declared is not None and (not digits or int(declared) > limit):
         raise BodyTooLarge()
     if declared == "0" or (declared is None and "transfer-encoding" not in request.headers):
         return b""
@@ -65,6 +77,11 @@ async def body_ticket(request: Request) -> str | None:
 
 async def join(request: Request) -> Response:
     event_id = event_id_of(request)
+    if from_another_site(request.scope):
+        if wants_json(request):
+            raise CrossSiteJoin()
+        lang = "en" if english(request) else "ja"
+        return RedirectResponse(f"/events/{event_id}/wait?lang={lang}", 303, SECURITY_HEADERS)
     html = "form" in request.headers.get("content-type", "") and not wants_json(request)
     if not html:
         return await _join(request, event_id, html)
@@ -83,7 +100,7 @@ async def _join(request: Request, event_id: str, html: bool) -> Response:
     if html:
         lang = "en" if english(request) else "ja"
         response: Response = RedirectResponse(
-            f"/events/{event_id}/wait?t={token}&lang={lang}", status_code=303
+            f"/events/{event_id}/wait?t={token}&lang={lang}", 303, SECURITY_HEADERS
         )
     else:
         response = status_response(
