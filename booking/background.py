@@ -2,12 +2,15 @@
 handoff hashes (event inventory and booking load), at least every refresh interval and at
 once after a booking changed the inventory — but no more than once per ``MIN_GAP_S``: during
 a surge every confirm signals a change, and refreshing hundreds of times a second would cost
-the service a tenth of its CPU and Postgres an aggregate over every slot each time."""
+the service a tenth of its CPU and Postgres an aggregate over every slot each time. Once a
+minute it also deletes the used passes that expired, and every second it seals the audit rows
+written meanwhile (by every process of both services) into their hash chains."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 
 import asyncpg
@@ -16,10 +19,16 @@ from booking import errors
 from booking.middleware import p95_ms
 from booking.services.context import Ctx
 from booking.services.inventory import ensure_inventory
-from booking.store import pg
+from booking.store import pg, pg_passes
+from machiai import audit
 
 log = logging.getLogger("booking.background")
 MIN_GAP_S = 0.2
+# Used passes past their expiry are deleted this often (they prove nothing any more).
+SWEEP_EVERY_S = 60.0
+# Audit rows are sealed this often (machiai/audit.py): how long a new row can be changed
+# unseen. Every booking process tries; one seals at a time, the others return at once.
+SEAL_EVERY_S = 1.0
 
 
 async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
@@ -35,6 +44,12 @@ async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
         await ctx.redis.publish_event_status(event_id, left, latency, now_ms)
 
 
+async def seal_audit(ctx: Ctx) -> bool:
+    """Seal one batch of audit rows; True when it was full (more are waiting)."""
+    async with pg.acquire(ctx.pool) as conn:
+        return await audit.seal(conn) == audit.SEAL_BATCH_ROWS
+
+
 async def refresh_forever(
     ctx: Ctx, samples: deque[tuple[float, float]], stop: asyncio.Event
 ) -> None:
@@ -42,18 +57,35 @@ async def refresh_forever(
     swallow a cancellation that lands inside them, and the lifespan must still end."""
     interval_s = ctx.settings.refresh_interval_ms / 1000
     loop = asyncio.get_running_loop()
+    swept = loop.time()
+    refreshed = sealed = -math.inf
+    behind = False  # the last seal left rows waiting: seal again at the next turn
     while not stop.is_set():
         started = loop.time()
         # Cleared before the refresh: a change during it wakes the next one.
+        changed = ctx.inventory_changed.is_set()
         ctx.inventory_changed.clear()
-        try:
-            await refresh_once(ctx, samples)
-        except (errors.AppError, asyncpg.PostgresError, OSError) as exc:
-            log.warning("booking refresh failed: %s", exc)
+        if changed or started - refreshed >= interval_s:
+            refreshed = started
+            try:
+                await refresh_once(ctx, samples)
+                if started - swept >= SWEEP_EVERY_S:
+                    swept = started
+                    async with pg.acquire(ctx.pool) as conn:
+                        await pg_passes.forget_expired(conn)
+            except (errors.AppError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("booking refresh failed: %s", exc)
+        if behind or started - sealed >= SEAL_EVERY_S:
+            sealed = started
+            try:
+                behind = await seal_audit(ctx)
+            except (errors.AppError, asyncpg.PostgresError, OSError) as exc:
+                behind = False
+                log.warning("audit sealing failed: %s", exc)
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
         # arrives as the event fires, and the lifespan would wait for this task forever.
         try:
-            async with asyncio.timeout(interval_s):
+            async with asyncio.timeout(0 if behind else min(interval_s, SEAL_EVERY_S)):
                 await ctx.inventory_changed.wait()
         except TimeoutError:
             pass

@@ -1,4 +1,4 @@
-"""The `machiai` command: run, migrate, seed-demo."""
+"""The `machiai` command: run, migrate, seed-demo, loadtest, audit seal/verify, purge."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import asyncpg
 
+from machiai import audit, purge
 from machiai.backends import DataDirBusy, open_backends, running_owner
 from machiai.config import Mode, SettingsError
 from machiai.embedded import EmbeddedServerError
@@ -67,6 +69,44 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_seal(args: argparse.Namespace) -> int:
+    settings = RunnerSettings.from_env()
+    with open_backends(settings) as backends:
+        sealed = asyncio.run(audit.seal_database(backends.database_url))
+    print(f"sealed {sealed:,} audit rows" if sealed else "no audit row was waiting for a seal")
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    settings = RunnerSettings.from_env()
+    with open_backends(settings) as backends:
+        reports = asyncio.run(
+            audit.verify_database(backends.database_url, args.municipality, args.max_unsealed_s)
+        )
+    intact, out, err = audit.describe(reports, args.municipality, args.max_unsealed_s)
+    if out:
+        print(out)
+    if err:
+        print(err, file=sys.stderr)
+    return 0 if intact else 1
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    settings = RunnerSettings.from_env()
+    try:
+        with open_backends(settings) as backends:
+            result = asyncio.run(
+                purge.purge_database(
+                    backends.database_url, args.before, args.municipality, apply=args.apply
+                )
+            )
+    except purge.PurgeRefused as exc:
+        print(f"machiai purge: {exc}", file=sys.stderr)
+        return 2
+    print(purge.describe(result))
+    return 0
+
+
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     # Imported here: locust and matplotlib come with the `loadtest` extra only.
     from loadtests.harness import Deployment, HarnessError, Workers, run_loadtest
@@ -77,7 +117,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         # The local system starts only after a dataset is seeded: check first what its
         # services will read (the harness sets the mode, the ports and the backend URLs).
         harness_sets = {"REDIS_URL", "DATABASE_URL", "WAITROOM_PORT", "BOOKING_PORT"}
-        harness_sets |= {"WAITROOM_TRUST_FORWARDED", "BOOKING_TRUST_FORWARDED"}
+        harness_sets |= {"WAITROOM_TRUSTED_PROXIES", "BOOKING_TRUSTED_PROXIES"}
         environ = {k: v for k, v in os.environ.items() if k not in harness_sets}
         check_service_settings({**environ, "MACHIAI_ENV": "development"})
     else:
@@ -127,6 +167,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="create demo municipality, event, clinics, slots and residents",
         description="Create demo data (idempotent) and print how to try it. Development only.",
     ).set_defaults(func=_cmd_seed_demo)
+    audit_cmd = sub.add_parser(
+        "audit",
+        help="seal and check the audit log",
+        description="The audit log is one hash chain per municipality, made of seals "
+        "(migration 0006).",
+    )
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    audit_sub.add_parser(
+        "seal",
+        help="link the audit rows written since the last seal into their chains",
+        description="Seal the committed audit rows that have no seal yet, batch after batch "
+        "until a batch is not full (another process sealing meanwhile is fine: one seals at a "
+        "time). The booking service does this every second; a deployment without booking "
+        "runs this from cron, every minute or more often.",
+    ).set_defaults(func=_cmd_audit_seal)
+    verify = audit_sub.add_parser(
+        "verify",
+        help="recompute every seal's hash and name the first edited, deleted or inserted row "
+        "of each chain, and rows left unsealed too long",
+        description="Walk each chain's seals in order, recompute every hash (in Python, from "
+        "the row values) and name the first row of each chain that was edited, deleted or "
+        "inserted, and rows without a seal older than --max-unsealed-s (exit 1); exit 0 with "
+        "the counts and each chain's head when intact. Keep the printed heads elsewhere: a "
+        "chain rewritten to its end together with its head is caught only against them.",
+    )
+    verify.add_argument("--municipality", metavar="CODE", help="only this municipality's chain")
+    verify.add_argument(
+        "--max-unsealed-s",
+        type=float,
+        default=audit.MAX_UNSEALED_S,
+        metavar="SECONDS",
+        help="a row written longer ago without a seal is an error (default: %(default)g; the "
+        "sealer runs every second)",
+    )
+    verify.set_defaults(func=_cmd_audit_verify)
+    purge_cmd = sub.add_parser(
+        "purge",
+        help="remove residents' personal data of events finished before a date (dry run "
+        "unless --apply)",
+        description="Of events that closed, and whose slots all ended, before DATE (00:00 "
+        "Japan time): drop the voucher numbers of their bookings, the registry rows of their "
+        "residents, their used passes, and idempotency records older than DATE. Residents "
+        "with a booking in an event not finished are kept whole; counts (slots, bookings "
+        "with status, date, clinic) and the audit log stay. Prints counts; changes nothing "
+        "without --apply; an applied purge is audited (admin.data.purged).",
+    )
+    purge_cmd.add_argument(
+        "--before", required=True, type=date.fromisoformat, metavar="DATE", help="YYYY-MM-DD"
+    )
+    purge_cmd.add_argument("--municipality", metavar="CODE", help="only this municipality")
+    purge_cmd.add_argument("--apply", action="store_true", help="purge (default: count only)")
+    purge_cmd.set_defaults(func=_cmd_purge)
     from loadtests.profiles import PROFILES
 
     loadtest = sub.add_parser(
@@ -169,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WAITROOM_URL",
         help="load a running deployment instead of starting one (needs --booking-url and "
         "--database-url; the run seeds its own event, clinics, registry block and staff there, "
-        "in municipality 990001, and deletes nothing). The deployment must trust "
-        "X-Forwarded-For (WAITROOM_TRUST_FORWARDED, BOOKING_TRUST_FORWARDED) so each "
-        "simulated resident counts as its own client",
+        "in municipality 990001, and deletes nothing). The deployment must list the load "
+        "generator's address (and any proxy in between) in WAITROOM_TRUSTED_PROXIES and "
+        "BOOKING_TRUSTED_PROXIES so each simulated resident counts as its own client",
     )
     loadtest.add_argument("--booking-url", help="with --target: the booking service's URL")
     loadtest.add_argument(
