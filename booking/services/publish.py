@@ -182,14 +182,17 @@ async def import_slots_csv(
         decode(data), SLOT_COLUMNS, ("publish_from", "publish_until"), slot_from_cells, MAX_SLOTS
     )
     problems = list(parsed.errors)
-    for index, column, reason in await check_specs(ctx, staff, parsed.rows):
+    refused = await check_specs(ctx, staff, parsed.rows)
+    for index, column, reason in refused:
         problems.append(RowError(parsed.row_numbers[index], column, reason))
     problems.sort(key=lambda p: p.row)
     if problems:
         raise errors.CsvInvalid(
             detail={
                 "errors": [p.as_dict() for p in problems[:1000]],
-                "valid_rows": len(parsed.rows) - len(problems),
+                # The rows that parsed (those that did not are not in parsed.rows) and that
+                # nothing refused: a row counts once however many of its cells are wrong.
+                "valid_rows": len(parsed.rows) - len({index for index, _, _ in refused}),
             }
         )
     if dry_run:

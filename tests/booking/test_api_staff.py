@@ -273,6 +273,8 @@ async def test_slot_csv_import_previews_every_bad_row(
             (8, "vaccine_code"),
             (9, "starts_at"),
         }
+        # Rows 2-4: a row with two bad cells counts once, one that did not parse not twice.
+        assert r.json()["error"]["detail"]["valid_rows"] == 3
         r = await client.post("/api/clinic/slots/import", content=csv_bad, headers=auth)
         assert r.status_code == 422
         assert await db.fetchval("SELECT count(*) FROM slots") == 0
