@@ -160,6 +160,13 @@ class BookingState(AppError):
     message_en = "The booking is not in a state that allows this."
 
 
+class AttendanceTooEarly(AppError):
+    code = "attendance_too_early"
+    status = 409
+    message_ja = "来院状況は予約日の当日から記録できます。"
+    message_en = "Attendance can be recorded from the day of the appointment on."
+
+
 class CapacityBelowBooked(AppError):
     code = "capacity_below_booked"
     status = 409

@@ -284,13 +284,16 @@ ENDPOINTS = [
         "POST",
         "/api/clinic/bookings/{booking_id}/attendance",
         mark_attendance,
-        "Mark attended / no_show (or back to confirmed)",
+        "Mark attended / no_show (from the appointment's day on, Japan time) or back to confirmed",
         auth="staff",
         roles=ROLES,
         params=(doc.path("booking_id", doc.UUID),),
         request=obj({"status": string(enum=sorted(clinic.ATTENDANCE))}),
         response=obj({"booking": doc.BOOKING}),
-        errors={404: ("no_booking",), 409: ("booking_state", "already_booked")},
+        errors={
+            404: ("no_booking",),
+            409: ("booking_state", "already_booked", "attendance_too_early"),
+        },
         tags=TAG,
     ),
 ]

@@ -187,8 +187,12 @@ async def mark_attendance(
     conn: Conn, staff: ClinicStaff, booking_id: uuid.UUID, status: str
 ) -> dict[str, Any]:
     async with conn.transaction():
+        # The appointment's day and today, in Japan time (the clinic's calendar).
         row = await conn.fetchrow(
-            "SELECT b.status::text AS status FROM bookings b JOIN slots s ON s.id = b.slot_id "
+            "SELECT b.status::text AS status, "
+            "(s.starts_at AT TIME ZONE 'Asia/Tokyo')::date "
+            "> (now() AT TIME ZONE 'Asia/Tokyo')::date AS ahead "
+            "FROM bookings b JOIN slots s ON s.id = b.slot_id "
             "WHERE b.id = $1 AND s.clinic_id = $2 FOR UPDATE OF b",
             booking_id,
             uuid.UUID(staff.clinic_id),
@@ -197,6 +201,10 @@ async def mark_attendance(
             raise errors.NoBooking()
         if row["status"] == "cancelled":
             raise errors.BookingState()
+        # Promise: one booking per resident and dose. A no-show frees the dose for a new
+        # booking, so neither it nor "attended" may be recorded before the day comes.
+        if status != "confirmed" and row["ahead"]:
+            raise errors.AttendanceTooEarly()
         before = await pg.booking_by_id(conn, booking_id)
         try:
             await conn.execute(

@@ -182,6 +182,26 @@ async def test_clinic_publishes_and_manages_slots(
         day_list = await client.get(f"/api/clinic/bookings?date={day}", headers=auth)
         bookings = day_list.json()["bookings"]
         assert [b["voucher_number"] for b in bookings] == [voucher(9)]
+        # Not before the appointment's day (a no-show would free the dose early).
+        for early in ("attended", "no_show"):
+            refused = await client.post(
+                f"/api/clinic/bookings/{bookings[0]['booking_id']}/attendance",
+                json={"status": early},
+                headers=auth,
+            )
+            assert refused.status_code == 409 and code(refused) == "attendance_too_early"
+        assert (
+            await db.fetchval(
+                "SELECT status::text FROM bookings WHERE id = $1::uuid", bookings[0]["booking_id"]
+            )
+            == "confirmed"
+        )
+        # The day comes (in Japan time): now it may be recorded.
+        await db.execute(
+            "UPDATE slots SET starts_at = date_trunc('day', now() AT TIME ZONE 'Asia/Tokyo') "
+            "AT TIME ZONE 'Asia/Tokyo' WHERE id = $1::uuid",
+            slot_id,
+        )
         mark = await client.post(
             f"/api/clinic/bookings/{bookings[0]['booking_id']}/attendance",
             json={"status": "attended"},
