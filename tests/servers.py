@@ -13,16 +13,18 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis
+import uvicorn
+from starlette.applications import Starlette
 
-from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning
+from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
 from machiai.embedded_root import collect_orphans
 from machiai.migrate import apply_migrations
 
@@ -141,3 +143,19 @@ def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
             batch = batch[1000:]
     finally:
         client.close()
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """``app`` under real uvicorn on a free loopback port, in this event loop; its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

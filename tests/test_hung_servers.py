@@ -17,7 +17,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,15 @@ import asyncpg
 import httpx
 import psutil
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from booking.app import create_app as booking_app
 from booking.settings import BookingSettings
-from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
+from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning
 from machiai.migrate import apply_migrations
 from tests import report
 from tests.booking.client import mint_pass
 from tests.booking.factory import BIRTH, make_slot, make_world, voucher
+from tests.servers import serving
 from waitroom.app import create_app as waitroom_app
 from waitroom.settings import WaitroomSettings
 
@@ -66,21 +65,6 @@ def paused(*pids: int) -> Iterator[None]:
         for proc in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGCONT)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass

@@ -6,24 +6,20 @@ critical violations); screenshots at 412 px and 1280 px go to reports/screenshot
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-import uvicorn
 
 from booking.app import create_app
 from booking.settings import BookingSettings
-from machiai.embedded import free_port
 from tests.booking.client import mint_pass
 from tests.booking.factory import World, make_slot, voucher
 from tests.booking.helpers import pg_slot
+from tests.servers import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -50,24 +46,6 @@ def axe_source() -> str:
     import axe_playwright_python
 
     return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text("utf-8")
-
-
-@asynccontextmanager
-async def serving(settings: BookingSettings) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 class Checker:
@@ -119,7 +97,7 @@ async def test_the_resident_journey_in_chromium(
         slots = [
             await make_slot(conn, world.clinic_id, world.event_id, 4, days=d) for d in (2, 3, 4)
         ]
-    async with serving(settings) as base, async_playwright() as pw:
+    async with serving(create_app(settings)) as base, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         check = Checker(browser)
         try:
