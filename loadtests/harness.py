@@ -576,6 +576,10 @@ def run_loadtest(
                     "violations": verdict.violations,
                     "joined": verdict.joined,
                     "admitted": verdict.admitted,
+                    # Residents the profile made give up before their turn (abandon_waiting).
+                    "abandoned_waiting": sum(
+                        1 for j in journeys if j.get("abandoned") == "waiting"
+                    ),
                     "confirmed": verdict.confirmed,
                     "failed_requests": failed,
                     "latency_ms": verdict.latency_ms,

@@ -136,4 +136,6 @@ async def test_loadtest_targets_a_running_deployment(
         assert set(verdict["cpu_s"]) == {"locust"}
     # The second run seeded its own event and vouchers: nothing the first booked got in its way.
     assert runs[0]["event_id"] != runs[1]["event_id"]
-    assert runs[1]["admitted"] == 15
+    # Every journey came back from the workers: each resident was admitted or gave up waiting
+    # (the profile makes 5 % give up, so a run of 15 loses one about half the time).
+    assert runs[1]["admitted"] + runs[1]["abandoned_waiting"] == 15

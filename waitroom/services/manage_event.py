@@ -10,6 +10,8 @@ refresh mirrors them into its own Redis within a second.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from machiai import inputs
+from machiai.pg import Conn
 from machiai.tokens import StaffClaims
 from waitroom.errors import (
     SCRIPT_ERRORS,
@@ -29,7 +32,7 @@ from waitroom.errors import (
 from waitroom.services.line import Line
 from waitroom.store import pg_store
 from waitroom.store.keys import EVENT_ID
-from waitroom.store.redis_store import RedisStore, ScriptRefused
+from waitroom.store.redis_store import RedisStore, ScriptRefused, SetEventResult
 
 ACTIONS = {"pause": "paused", "resume": "resumed", "close": "closed"}
 TIME_FIELDS = ("prequeue_at", "opens_at", "closes_at")
@@ -39,6 +42,8 @@ TEXT_FIELDS = {"name_ja": 200, "name_en": 200}
 # phone_release_at; null: until the event closes). Optional: 0 and null when not given.
 PHONE_SHARE_PCT = (0, 100)
 PHONE_FIELDS = ("phone_share_pct", "phone_release_at")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,58 +176,102 @@ async def change_event(
     data: Any = None,
     action: str = "",
 ) -> dict[str, Any]:
-    """Apply field changes and/or a state action live in Redis and durably in Postgres."""
+    """Apply field changes and/or a state action live in Redis and durably in Postgres.
+
+    Promise: Redis's live event is what Postgres says. Postgres takes the new values first
+    (its constraints refuse before Redis changes); if anything fails after Redis changed
+    (the state's write, the audit row, the commit), the live change is undone while the
+    event's row lock still keeps other administrators out, and the request fails."""
     values = parse_changes(data if data is not None else {}, creating=False)
+    applied: SetEventResult | None = None
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {pg_store.EVENT_COLUMNS} FROM events WHERE id = $1 FOR UPDATE", event_id
-            )
-            # Another municipality's event does not exist for this administrator.
-            if row is None or row["municipality_code"] != actor.claims.municipality_code:
-                raise EventNotFound()
-            before = pg_store.event_json(row)
-            merged = {**dict(row), **values}
-            _check_times(merged)
-            await line.snapshot(event_id)  # loaded into Redis before the live change
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
             try:
-                result = await store.set_event(
+                row = await conn.fetchrow(
+                    f"SELECT {pg_store.EVENT_COLUMNS} FROM events WHERE id = $1 FOR UPDATE",
                     event_id,
-                    action=action,
-                    rate=values.get("admit_per_minute"),
-                    cap=values.get("max_active"),
-                    prequeue_at_ms=_ms(values.get("prequeue_at")),
-                    opens_at_ms=_ms(values.get("opens_at")),
-                    closes_at_ms=_ms(values.get("closes_at")),
-                    now_ms=line.clock(),
                 )
-            except ScriptRefused as refused:
-                raise SCRIPT_ERRORS.get(refused.code, SCRIPT_ERRORS[ScriptError.CLOSED])() from None
-            columns = {**values, "state": result.new_state}
-            assignments = ", ".join(
-                f"{name} = ${i + 2}" + ("::event_state" if name == "state" else "")
-                for i, name in enumerate(columns)
-            )
-            updated = await conn.fetchrow(
-                f"UPDATE events SET {assignments}, updated_at = now() WHERE id = $1 "
-                f"RETURNING {pg_store.EVENT_COLUMNS}",
-                event_id,
-                *columns.values(),
-            )
-            assert updated is not None
-            after = pg_store.event_json(updated)
-            verb = ACTIONS[action] if action else "updated"
-            await pg_store.write_audit(
-                conn, municipality=actor.claims.municipality_code, actor_id=actor.claims.staff_id,
-                action=f"waitroom.event.{verb}", target=event_id, before=before, after=after,
-                request_id=actor.request_id,
-            )  # fmt: skip
+                # Another municipality's event does not exist for this administrator.
+                if row is None or row["municipality_code"] != actor.claims.municipality_code:
+                    raise EventNotFound()
+                before = pg_store.event_json(row)
+                _check_times({**dict(row), **values})
+                if values:
+                    await _update(conn, event_id, values)
+                await line.snapshot(event_id)  # loaded into Redis before the live change
+                try:
+                    applied = await store.set_event(
+                        event_id,
+                        action=action,
+                        rate=values.get("admit_per_minute"),
+                        cap=values.get("max_active"),
+                        prequeue_at_ms=_ms(values.get("prequeue_at")),
+                        opens_at_ms=_ms(values.get("opens_at")),
+                        closes_at_ms=_ms(values.get("closes_at")),
+                        now_ms=line.clock(),
+                    )
+                except ScriptRefused as refused:
+                    error = SCRIPT_ERRORS.get(refused.code, SCRIPT_ERRORS[ScriptError.CLOSED])
+                    raise error() from None
+                after = pg_store.event_json(
+                    await _update(conn, event_id, {"state": applied.new_state})
+                )
+                verb = ACTIONS[action] if action else "updated"
+                await pg_store.write_audit(
+                    conn, municipality=actor.claims.municipality_code,
+                    actor_id=actor.claims.staff_id, action=f"waitroom.event.{verb}",
+                    target=event_id, before=before, after=after, request_id=actor.request_id,
+                )  # fmt: skip
+                await tx.commit()
+            except BaseException:
+                if applied is not None:
+                    await _undo(store, event_id, applied)
+                # A broken connection cannot roll back; the server does when it drops it.
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+    except asyncpg.IntegrityConstraintViolationError:
+        raise InvalidInput(
+            "The change does not fit the database's rules.",
+            "変更内容がデータベースの条件に合いません。",
+        ) from None
     except pg_store.PG_ERRORS as exc:
         raise StoreUnavailable() from exc
     # This process sees the change at once (others at their next refresh); the configuration
     # (names, times) is re-read from Postgres on next use.
     line.forget(event_id)
     return after
+
+
+async def _update(conn: Conn, event_id: str, columns: dict[str, Any]
+                  ) -> asyncpg.Record:  # fmt: skip
+    assignments = ", ".join(
+        f"{name} = ${i + 2}" + ("::event_state" if name == "state" else "")
+        for i, name in enumerate(columns)
+    )
+    updated = await conn.fetchrow(
+        f"UPDATE events SET {assignments}, updated_at = now() WHERE id = $1 "
+        f"RETURNING {pg_store.EVENT_COLUMNS}",
+        event_id,
+        *columns.values(),
+    )
+    assert updated is not None  # the row is locked: it cannot have gone
+    return updated
+
+
+async def _undo(store: RedisStore, event_id: str, applied: SetEventResult) -> None:
+    """Put Redis's live event back; if Redis cannot be reached now, say so loudly (the
+    values Postgres kept are the ones to set again)."""
+    try:
+        await store.restore_event(event_id, applied)
+    except Exception:
+        log.exception(
+            "event %s: a live change failed in Postgres and Redis could not be put back "
+            "(state %s, was %s); set the event again from the admin console",
+            event_id, applied.new_state, applied.old_state,
+        )  # fmt: skip
 
 
 async def event_stats(pool: asyncpg.Pool, line: Line, actor: Actor, event_id: str

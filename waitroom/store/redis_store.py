@@ -352,3 +352,21 @@ class RedisStore:
             values[0], values[1], int(values[2]), int(values[3]),
             int(values[4]), int(values[5]), int(values[6]),
         )  # fmt: skip
+
+    async def restore_event(self, event_id: str, change: SetEventResult) -> bool:
+        """Undo ``change`` (its Postgres write failed); False when the state had moved on
+        meanwhile and was left (the fields are restored either way)."""
+        reply = await self._run(
+            "restore_event",
+            [keys.event(self.prefix, event_id)],
+            [
+                change.new_state,
+                change.old_state,
+                change.old_rate,
+                change.old_cap,
+                change.old_prequeue_at_ms,
+                change.old_opens_at_ms,
+                change.old_closes_at_ms,
+            ],
+        )
+        return bool(reply == 1)
