@@ -53,7 +53,10 @@ async def hold_for_resident(request: Request) -> Response:
     voucher = fields.text("voucher", pattern=VOUCHER)
     birth_date = fields.day("birth_date")
     slot_id = fields.text("slot_id", pattern=UUID_STR)
-    held = await operator.hold_for_caller(ctx_of(request), actor, voucher, birth_date, slot_id)
+    replaces = fields.opt_text("replaces", pattern=UUID_STR)
+    held = await operator.hold_for_caller(
+        ctx_of(request), actor, voucher, birth_date, slot_id, replaces
+    )
     return ok(hold_json(held), status=201)
 
 
@@ -144,13 +147,23 @@ ENDPOINTS = [
         "POST",
         "/api/operator/holds",
         hold_for_resident,
-        "Hold a slot for a caller (identity checked against the registry)",
+        "Hold a slot for a caller (identity checked against the registry); a dose the caller "
+        "has booked is refused (already_booked, with its booking_id) unless `replaces` names "
+        "that booking, for a change",
         auth="staff",
         roles=ROLES,
-        request=obj({**RESIDENT, "birth_date": doc.BIRTH_DATE, "slot_id": doc.UUID}),
+        request=obj(
+            {**RESIDENT, "birth_date": doc.BIRTH_DATE, "slot_id": doc.UUID},
+            {"replaces": doc.UUID},
+        ),
         response=doc.HOLD,
         status=201,
-        errors={**HOLD_REFUSALS, 403: ("identity_refused",)},
+        errors={
+            **HOLD_REFUSALS,
+            403: ("identity_refused",),
+            404: ("not_found", "no_booking"),
+            409: (*HOLD_REFUSALS[409], "already_booked"),
+        },
         tags=TAG,
     ),
     Endpoint(

@@ -59,13 +59,29 @@ async def check_event(ctx: Ctx, actor: Actor, event_id: str) -> None:
 
 
 async def hold_for_caller(
-    ctx: Ctx, actor: Actor, voucher: str, birth_date: date, slot_id: str
+    ctx: Ctx,
+    actor: Actor,
+    voucher: str,
+    birth_date: date,
+    slot_id: str,
+    replaces: str | None = None,
 ) -> hold.Hold:
-    """Check the caller against the registry as the web does, then hold the slot."""
+    """Check the caller against the registry as the web does, then hold the slot.
+
+    ``replaces``: the caller's booking this hold is to move (a change); without it, a
+    slot of a dose the caller has already booked is refused before a place is taken."""
     meta = await hold.visible_slot(ctx, actor, slot_id)
-    resident = await sessions.verify_resident(
+    resident, doses = await sessions.verify_resident(
         ctx, actor.municipality, voucher, birth_date, meta.event_id
     )
+    # Promise "one booking per resident and dose": a hold that could only end in
+    # already_booked at the confirm would still take a place (the last one, at 9:00) from
+    # someone who needs it; the operator is told now, with the booking to change instead.
+    same_dose = next((d for d in doses if d.dose_number == meta.dose_number), None)
+    if replaces is not None and all(d.booking_id != replaces for d in doses):
+        raise errors.NoBooking()
+    if same_dose is not None and same_dose.booking_id != replaces:
+        raise errors.AlreadyBooked(detail={"booking_id": same_dose.booking_id})
     held = await hold.hold_slot(ctx, actor, resident, slot_id)
     await _audit(ctx, actor, "booking.hold.placed", voucher, {"hold_id": held.hold_id})
     return held

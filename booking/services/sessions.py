@@ -292,8 +292,9 @@ def require_admitted(session: Session) -> None:
 
 async def verify_resident(
     ctx: Ctx, municipality: str, voucher: str, birth_date: date, event_id: str
-) -> Resident:
-    """Operators identify a caller the same way the web does (registry, same refusal)."""
+) -> tuple[Resident, list[pg.DoseBooking]]:
+    """Operators identify a caller the same way the web does (registry, same refusal);
+    with the caller's active doses, which the same read brings along."""
     async with pg.acquire(ctx.pool) as conn:
         event = await pg.fetch_event(conn, event_id)
         if event is None or event["municipality_code"] != municipality:
@@ -303,4 +304,4 @@ async def verify_resident(
         )
     if doses is None:
         raise errors.IdentityRefused()
-    return Resident(municipality, voucher)
+    return Resident(municipality, voucher), doses
