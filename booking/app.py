@@ -18,6 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from booking.api import clinic, operator, registry, resident, staff
 from booking.background import refresh_forever
+from booking.console import admin_registry
+from booking.console.routes import routes as console_routes
 from booking.http import Endpoint, routes_of
 from booking.middleware import BodySizeLimit, LatencySampler
 from booking.openapi import build_openapi
@@ -82,6 +84,8 @@ def create_app(settings: BookingSettings) -> Starlette:
         app.state.ctx = ctx
         app.state.tokens = Tokens(settings.core.secret_keys)
         app.state.availability = Availability(settings.public_cache_s)
+        # This process's request latencies (the load report; the admin console's p95).
+        app.state.latency_samples = samples
         task: asyncio.Task[None] | None = None
         stop = asyncio.Event()
         try:
@@ -123,13 +127,22 @@ def create_app(settings: BookingSettings) -> Starlette:
         *health_routes("booking"),
         Route("/openapi.json", openapi, methods=["GET"]),
         *asset_routes(),
+        # The staff consoles (pages under /staff).
+        *console_routes(),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             Middleware(LatencySampler, samples=samples),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_body_bytes,
+                per_path={
+                    registry.IMPORT_PATH: settings.registry_max_bytes,
+                    admin_registry.IMPORT_PATH: settings.registry_max_bytes,
+                },
+            ),
         ],
         lifespan=lifespan,
     )

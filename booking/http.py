@@ -22,6 +22,7 @@ from booking import errors
 from booking.services.context import Ctx
 from machiai import inputs
 from machiai.openapi import Param, Reply, Schema
+from machiai.staff_generation import StaffGenerations, reader
 from machiai.tokens import StaffClaims, TokenError, Tokens
 
 JST = timezone(timedelta(hours=9))
@@ -218,15 +219,54 @@ def bearer(request: Request) -> str:
 
 
 def staff(request: Request, *roles: str) -> StaffClaims:
-    """The staff member behind the request, if their role is one of ``roles``."""
+    """The staff member behind the request, if their role is one of ``roles``. Their
+    token and standing were checked before the endpoint ran (``signed_in_staff``); a request
+    whose route did not check them (an endpoint not declared ``auth="staff"``) gets nothing."""
+    claims = getattr(request.state, "staff", None)
+    if not isinstance(claims, StaffClaims):
+        raise errors.Unauthorized()
+    if claims.role not in roles:
+        raise errors.Forbidden()
+    return claims
+
+
+async def signed_in_staff(request: Request, roles: Iterable[str]) -> StaffClaims:
+    """The staff member behind the request: a valid token of one of ``roles``, whose staff
+    row still stands behind it (active, same role and clinic, same generation)."""
     ctx = ctx_of(request)
     try:
         claims = tokens_of(request).load_staff(bearer(request), ctx.settings.core.staff_token_ttl_s)
     except TokenError:
         raise errors.Unauthorized() from None
     if claims.role not in roles:
-        raise errors.Forbidden()
+        raise errors.Forbidden()  # whatever the row says: no read for a token refused anyway
+    # Promise (machiai/staff_generation.py): deactivating, a role change, a new password or
+    # signing out stops this person's tokens within CHECK_TTL_S, one read per CHECK_TTL_S.
+    if not await staff_generations(request).admits(claims):
+        raise errors.Unauthorized()
     return claims
+
+
+def staff_generations(request: Request) -> StaffGenerations:
+    """This app's memory of staff standing, made at its first staff request (one per
+    process and app, on the app's pool)."""
+    state = request.app.state
+    found: StaffGenerations | None = getattr(state, "staff_generations", None)
+    if found is None:
+        ctx = ctx_of(request)
+        found = StaffGenerations(reader(ctx.pool, ctx.settings.db_timeout_s))
+        state.staff_generations = found
+    return found
+
+
+def staff_checked(ep: Endpoint) -> Handler:
+    """``ep``'s handler, run only for a signed-in staff member of one of its roles."""
+
+    async def endpoint(request: Request) -> Response:
+        request.state.staff = await signed_in_staff(request, ep.roles)
+        return await ep.handler(request)
+
+    return endpoint
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -283,7 +323,8 @@ def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:
     whose ``Allow`` lists the ones it has (a route per method would list only its own)."""
     by_path: dict[str, dict[str, Handler]] = {}
     for ep in endpoints:
-        by_path.setdefault(ep.path, {})[ep.method] = ep.handler
+        handler = staff_checked(ep) if ep.auth == "staff" else ep.handler
+        by_path.setdefault(ep.path, {})[ep.method] = handler
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
         for path, handlers in by_path.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,23 +14,29 @@ from machiai.errors import error_body
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, whether announced or streamed."""
+    """Refuse bodies over ``max_bytes`` with 413, whether announced or streamed; the paths
+    in ``per_path`` have their own limit instead (an endpoint that reads its body as it
+    arrives may take far more than the others)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope["path"], self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     announced = int(value)
                 except ValueError:
-                    announced = self.max_bytes + 1
-                if announced > self.max_bytes:
+                    announced = max_bytes + 1
+                if announced > max_bytes:
                     await self._refuse(send)
                     return
                 # The server frames the body by its length: no more than that can arrive.
@@ -42,7 +49,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     raise HTTPException(413)
             return message
 

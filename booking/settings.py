@@ -16,6 +16,8 @@ class BookingSettings:
     db_pool_min: int
     db_pool_max: int
     max_body_bytes: int
+    # The registry import reads a city's file as it arrives (millions of rows): its own limit.
+    registry_max_bytes: int = 256 * 1_048_576
     # A hold keeps a place for this long; confirm extends it by the grace while Postgres works.
     hold_ms: int = 300_000
     confirm_grace_ms: int = 30_000
@@ -39,6 +41,9 @@ class BookingSettings:
     # takes this long, is "busy" (503 + Retry-After) rather than a request left hanging.
     redis_timeout_s: float = 2.0
     db_timeout_s: float = 5.0
+    # A staff console left alone this long signs its staff member out (the staff token's
+    # own lifetime, MACHIAI_STAFF_TOKEN_TTL_S, bounds a busy one).
+    staff_idle_s: int = 1800
     # The call centre residents are told to phone (pages; "" = say "your city's call centre").
     phone: str = ""
     # Where residents queue (the waitroom's public base URL), for links back into the line.
@@ -57,6 +62,12 @@ class BookingSettings:
             db_pool_max=pool_max,
             max_body_bytes=env.integer(
                 "BOOKING_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=100 * 1_048_576
+            ),
+            registry_max_bytes=env.integer(
+                "BOOKING_REGISTRY_MAX_BYTES",
+                256 * 1_048_576,
+                minimum=1024,
+                maximum=16 * 1024 * 1_048_576,
             ),
             hold_ms=env.integer("BOOKING_HOLD_MS", 300_000, minimum=1000, maximum=3_600_000),
             confirm_grace_ms=env.integer(
@@ -77,6 +88,7 @@ class BookingSettings:
             trusted_proxies=trusted_proxies(
                 env, "BOOKING_TRUSTED_PROXIES", retired="BOOKING_TRUST_FORWARDED"
             ),
+            staff_idle_s=env.integer("BOOKING_STAFF_IDLE_S", 1800, minimum=60, maximum=86_400),
             phone=env.text("MACHIAI_PHONE", ""),
             waitroom_url=(
                 env.url("MACHIAI_WAITROOM_URL", ("http", "https"))

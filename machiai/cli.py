@@ -1,4 +1,4 @@
-"""The `machiai` command: run, migrate, seed-demo, loadtest, audit seal/verify, purge."""
+"""The `machiai` command: run, migrate, seed-demo, loadtest, audit seal/verify, purge, admin."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 
 import asyncpg
 
-from machiai import audit, purge
+from machiai import accounts, audit, purge
 from machiai.backends import DataDirBusy, open_backends, running_owner
 from machiai.config import Mode, SettingsError
 from machiai.embedded import EmbeddedServerError
 from machiai.migrate import MigrationError, apply_migrations
+from machiai.pg import Conn
 from machiai.runner import ServiceStartError, check_service_settings, run_system
 from machiai.seed_demo import seed_demo
 from machiai.settings import RunnerSettings
@@ -60,6 +61,8 @@ def _cmd_seed_demo(args: argparse.Namespace) -> int:
             f"birth date {summary.first_birth_date.isoformat()}"
         )
         print(f"  Waiting room:   {waitroom_url}/events/{summary.event_id}/wait")
+        booking_url = str(running.get("booking_url", "")) if running else ""
+        print(f"  Staff console:  {booking_url or settings.booking_url}/staff")
         print("  Staff logins (passwords are new on every seed-demo run):")
         for login, password in summary.staff_passwords.items():
             print(f"    {login:<14} {password}")
@@ -105,6 +108,95 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         return 2
     print(purge.describe(result))
     return 0
+
+
+def _admin(work: Callable[[Conn], Awaitable[str]]) -> int:
+    """``work`` on the database (DATABASE_URL, else the embedded one), printing what it says;
+    a refusal is one line on stderr and exit 2."""
+    settings = RunnerSettings.from_env()
+    try:
+        with open_backends(settings) as backends:
+            out = asyncio.run(accounts.on_database(backends.database_url, work))
+    except accounts.AccountRefused as exc:
+        print(f"machiai admin: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The new password (one line of stdin with --password-stdin, else generated), and
+    whether it was generated (then it is printed, once)."""
+    if not args.password_stdin:
+        return accounts.new_password(), True
+    line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    return accounts.check_password(line), False
+
+
+def _shown_once(password: str, generated: bool) -> str:
+    return f"\npassword (shown only now): {password}" if generated else ""
+
+
+def _cmd_admin_municipality_add(args: argparse.Namespace) -> int:
+    return _admin(
+        lambda conn: accounts.add_municipality(conn, args.code, args.name_ja, args.name_en)
+    )
+
+
+def _cmd_admin_staff_add(args: argparse.Namespace) -> int:
+    async def work(conn: Conn) -> str:
+        account = await accounts.add_staff(
+            conn, args.login, args.municipality, args.role, args.clinic, password, args.display_name
+        )
+        return f"added staff {account.describe()}" + _shown_once(password, generated)
+
+    try:
+        password, generated = _password(args)
+    except accounts.AccountRefused as exc:
+        print(f"machiai admin: {exc}", file=sys.stderr)
+        return 2
+    return _admin(work)
+
+
+def _cmd_admin_staff_deactivate(args: argparse.Namespace) -> int:
+    async def work(conn: Conn) -> str:
+        account, changed = await accounts.deactivate_staff(conn, args.login)
+        if not changed:
+            return f"staff {args.login} was inactive already"
+        return f"deactivated staff {account.describe()}; {accounts.SIGNED_OUT}"
+
+    return _admin(work)
+
+
+def _cmd_admin_staff_role(args: argparse.Namespace) -> int:
+    async def work(conn: Conn) -> str:
+        before, after = await accounts.change_role(conn, args.login, args.role, args.clinic)
+        if before == after:
+            return f"staff {before.describe()} unchanged"
+        return f"staff {before.describe()} is now {after.role}; {accounts.SIGNED_OUT}"
+
+    return _admin(work)
+
+
+def _cmd_admin_staff_reset_password(args: argparse.Namespace) -> int:
+    async def work(conn: Conn) -> str:
+        account = await accounts.reset_password(conn, args.login, password)
+        said = f"new password for staff {account.describe()}; {accounts.SIGNED_OUT}"
+        return said + _shown_once(password, generated)
+
+    try:
+        password, generated = _password(args)
+    except accounts.AccountRefused as exc:
+        print(f"machiai admin: {exc}", file=sys.stderr)
+        return 2
+    return _admin(work)
+
+
+def _cmd_admin_staff_list(args: argparse.Namespace) -> int:
+    async def work(conn: Conn) -> str:
+        return accounts.describe_list(await accounts.list_staff(conn, args.municipality))
+
+    return _admin(work)
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
@@ -219,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge_cmd.add_argument("--municipality", metavar="CODE", help="only this municipality")
     purge_cmd.add_argument("--apply", action="store_true", help="purge (default: count only)")
     purge_cmd.set_defaults(func=_cmd_purge)
+    _admin_parser(sub)
     from loadtests.profiles import PROFILES
 
     loadtest = sub.add_parser(
@@ -271,6 +364,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loadtest.set_defaults(func=_cmd_loadtest)
     return parser
+
+
+def _admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    admin = sub.add_parser(
+        "admin",
+        help="add municipalities; add, deactivate, re-role and list staff accounts",
+        description="Municipalities and staff accounts, on DATABASE_URL (else the embedded "
+        "Postgres). Every change is audited (admin.municipality.*, admin.staff.*). "
+        "Deactivating, a role change and a new password sign the person out everywhere "
+        "(within 2 s). A refusal is one line on stderr and exit 2; nothing changed then.",
+    )
+    groups = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    municipality = groups.add_parser("municipality", help="municipalities (tenants)")
+    m_sub = municipality.add_subparsers(dest="municipality_command", required=True)
+    m_add = m_sub.add_parser("add", help="add a municipality")
+    m_add.add_argument("code", metavar="CODE", help="全国地方公共団体コード, 6 digits")
+    m_add.add_argument("--name-ja", required=True, help="name in Japanese")
+    m_add.add_argument("--name-en", required=True, help="name in English")
+    m_add.set_defaults(func=_cmd_admin_municipality_add)
+
+    staff = groups.add_parser("staff", help="staff accounts (admin, operator, clinic)")
+    s_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="COMMAND")
+    roles = "{admin,operator,clinic}"
+    stdin_help = (
+        f"read the password from the first line of stdin (at least "
+        f"{accounts.MIN_PASSWORD_CHARS} characters) instead of generating one"
+    )
+    add = s_sub.add_parser(
+        "add",
+        help="add a staff account; prints a generated password once",
+        description="Add a staff account. Clinic staff name their clinic (of the same "
+        "municipality); admins and operators name none. The password is generated and "
+        "printed once, unless --password-stdin.",
+    )
+    add.add_argument("login", metavar="LOGIN", help="3-64 of a-z 0-9 . _ -")
+    add.add_argument("--municipality", required=True, metavar="CODE")
+    add.add_argument("--role", required=True, metavar=roles)
+    add.add_argument("--clinic", metavar="CLINIC_UUID", help="with --role clinic only")
+    add.add_argument("--display-name", metavar="NAME", help="shown to colleagues (default LOGIN)")
+    add.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    add.set_defaults(func=_cmd_admin_staff_add)
+    deactivate = s_sub.add_parser(
+        "deactivate", help="deactivate an account and sign it out everywhere"
+    )
+    deactivate.add_argument("login", metavar="LOGIN")
+    deactivate.set_defaults(func=_cmd_admin_staff_deactivate)
+    role = s_sub.add_parser(
+        "role", help="change an account's role (and clinic); signs it out everywhere"
+    )
+    role.add_argument("login", metavar="LOGIN")
+    role.add_argument("role", metavar=roles)
+    role.add_argument("--clinic", metavar="CLINIC_UUID", help="with role clinic only")
+    role.set_defaults(func=_cmd_admin_staff_role)
+    reset = s_sub.add_parser(
+        "reset-password",
+        help="set a new password (printed once, unless --password-stdin); signs the account "
+        "out everywhere",
+    )
+    reset.add_argument("login", metavar="LOGIN")
+    reset.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    reset.set_defaults(func=_cmd_admin_staff_reset_password)
+    listing = s_sub.add_parser("list", help="list staff accounts (never their passwords)")
+    listing.add_argument("--municipality", metavar="CODE", help="only this municipality")
+    listing.set_defaults(func=_cmd_admin_staff_list)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

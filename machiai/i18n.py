@@ -1,6 +1,7 @@
 """Texts people read, from gettext catalogs shared by both services (Babel).
 
-Message ids are English; ``machiai/locale/ja/LC_MESSAGES/machiai.po`` says each in Japanese,
+Message ids are English; ``machiai/locale/ja/LC_MESSAGES/*.po`` (``machiai.po`` for the
+residents' pages and messages, ``staff.po`` for the staff consoles) say each in Japanese,
 the language every page starts in. The ``.po`` files are the source (no compile step at
 install): they are read once per process and turned into gettext catalogs in memory.
 ``tests/machiai/test_i18n.py`` fails when a text used in code or a template has no
@@ -18,8 +19,10 @@ import io
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -36,13 +39,23 @@ def translations(lang: str) -> NullTranslations:
     """The catalog of ``lang``: Japanese from its .po file; English is the message ids."""
     if lang == "en":
         return NullTranslations()
-    source = resources.files("machiai").joinpath("locale", lang, "LC_MESSAGES", f"{DOMAIN}.po")
-    with source.open("rb") as po:
-        catalog = read_po(po, locale=lang, domain=DOMAIN)
+    catalog = Catalog(locale=lang, domain=DOMAIN)
+    for part in catalog_files(lang):
+        with part.open("rb") as po:
+            for message in read_po(po, locale=lang, domain=DOMAIN):
+                if message.id:
+                    catalog[message.id] = message
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
     return Translations(compiled, domain=DOMAIN)
+
+
+def catalog_files(lang: str) -> list[Traversable]:
+    """The ``.po`` files of ``lang``, one per audience (``machiai.po`` for residents,
+    ``staff.po`` for the consoles), read as one catalog."""
+    folder = resources.files("machiai").joinpath("locale", lang, "LC_MESSAGES")
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".po")), key=lambda f: f.name)
 
 
 def N_(message: str) -> str:

@@ -141,7 +141,8 @@ async def seed_demo(conn: Conn, now: datetime | None = None) -> DemoSummary:
                 INSERT INTO staff (municipality_code, login, display_name, role, clinic_id,
                                    password_hash)
                 VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (login) DO UPDATE SET password_hash = EXCLUDED.password_hash
+                ON CONFLICT (login) DO UPDATE SET password_hash = EXCLUDED.password_hash,
+                    generation = staff.generation + 1
                 """,
                 DEMO_MUNICIPALITY,
                 login,

@@ -187,12 +187,16 @@ class SessionClaims:
 
 @dataclass(frozen=True, slots=True)
 class StaffClaims:
-    """Who a staff token speaks for: role and tenant (and clinic, for clinic staff)."""
+    """Who a staff token speaks for: role and tenant (and clinic, for clinic staff).
+
+    ``generation``: the staff row's generation when the token was signed; the token holds
+    only while the row still has it (machiai/staff_generation.py). 1 is a new row's."""
 
     staff_id: str
     municipality_code: str
     role: str  # "admin" | "operator" | "clinic"
     clinic_id: str | None
+    generation: int = 1
     issued_at_s: int = 0
 
 
@@ -295,16 +299,29 @@ class Tokens:
 
     def dump_staff(self, claims: StaffClaims) -> str:
         return self.staff.dumps(
-            [claims.staff_id, claims.municipality_code, claims.role, claims.clinic_id or ""]
+            [
+                claims.staff_id,
+                claims.municipality_code,
+                claims.role,
+                claims.clinic_id or "",
+                claims.generation,
+            ]
         )
 
     def load_staff(self, token: str, max_age_s: int) -> StaffClaims:
+        """The claims of a staff token; one without a generation (signed before staff
+        generations existed) is malformed, so nobody keeps a session that cannot be ended."""
         payload, signed_at = self.staff.loads(token, max_age_s)
-        if len(payload) != 4 or payload[2] not in STAFF_ROLES:
+        if len(payload) != 5 or payload[2] not in STAFF_ROLES:
             raise TokenError("token_invalid", "malformed staff token")
         clinic = payload[3]
         if not isinstance(clinic, str):
             raise TokenError("token_invalid", "malformed staff token")
         return StaffClaims(
-            _str(payload[0]), _str(payload[1]), payload[2], clinic or None, signed_at
+            _str(payload[0]),
+            _str(payload[1]),
+            payload[2],
+            clinic or None,
+            generation=_int(payload[4]),
+            issued_at_s=signed_at,
         )

@@ -146,16 +146,17 @@ def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
 
 
 @asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """``app`` under real uvicorn on a free loopback port, in this event loop; its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+async def serving(app: Starlette, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """``app`` under real uvicorn on a free loopback port, in this event loop; its base URL.
+    Another loopback ``host`` (127.0.0.2) is another site to a browser."""
+    port = free_port(host)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         await task

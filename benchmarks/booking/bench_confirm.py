@@ -179,10 +179,19 @@ async def make_slots(dsn: str, count: int, capacity: int, offset_days: int) -> l
         await conn.close()
 
 
-async def clinic_of(dsn: str) -> str:
+async def clinic_of(dsn: str) -> tuple[str, str]:
+    """(a clinic, a clinic staff member of it): staff tokens name a staff row that stands."""
     conn = await asyncpg.connect(dsn)
     try:
-        return str(await conn.fetchval("SELECT id::text FROM clinics LIMIT 1"))
+        clinic_id = str(await conn.fetchval("SELECT id::text FROM clinics LIMIT 1"))
+        staff_id = await conn.fetchval(
+            "INSERT INTO staff (municipality_code, login, display_name, role, clinic_id, "
+            "password_hash) VALUES ($1, $2, $2, 'clinic', $3::uuid, '-') RETURNING id::text",
+            MUNICIPALITY,
+            f"bench-clinic-{uuid.uuid4().hex[:8]}",
+            clinic_id,
+        )
+        return clinic_id, str(staff_id)
     finally:
         await conn.close()
 
@@ -194,11 +203,12 @@ def slot_times(count: int, offset_days: int) -> list[datetime]:
 
 
 async def publish_slots(
-    port: int, clinic_id: str, count: int, capacity: int, offset_days: int
+    port: int, clinic: tuple[str, str], count: int, capacity: int, offset_days: int
 ) -> list[str]:
     """Slots for the HTTP path, published as a clinic does before an opening: through the
     service (CSV import), which mirrors them into Redis and its slot catalogue."""
-    claims = StaffClaims(str(uuid.uuid4()), MUNICIPALITY, "clinic", clinic_id)
+    clinic_id, staff_id = clinic
+    claims = StaffClaims(staff_id, MUNICIPALITY, "clinic", clinic_id)
     token = Tokens([SECRET]).dump_staff(claims)
     rows = [
         f"{EVENT},{t.isoformat()},15,{capacity},comirnaty,1" for t in slot_times(count, offset_days)

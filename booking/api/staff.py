@@ -1,4 +1,4 @@
-"""Staff sign-in and the public, login-free endpoints (availability summary)."""
+"""Staff sign-in and sign-out, and the public, login-free endpoints (availability summary)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from starlette.responses import Response
 from booking import errors, http
 from booking import openapi as doc
 from booking.http import Endpoint, body, ctx_of, ok, tokens_of
-from booking.services.staff import staff_login
-from machiai.openapi import Param, Reply, array, integer, obj, string, text
+from booking.services.staff import staff_login, staff_logout
+from machiai.openapi import Param, Reply, array, boolean, integer, obj, string, text
+from machiai.tokens import STAFF_ROLES
 
 
 async def login(request: Request) -> Response:
@@ -28,6 +29,14 @@ async def login(request: Request) -> Response:
             "clinic_id": claims.clinic_id,
         }
     )
+
+
+async def logout(request: Request) -> Response:
+    claims = http.staff(request, *STAFF_ROLES)
+    await staff_logout(ctx_of(request), claims)
+    # This process knows at once; the others within CHECK_TTL_S.
+    http.staff_generations(request).forget(claims.staff_id)
+    return ok({"logged_out": True})
 
 
 async def public_availability(request: Request) -> Response:
@@ -82,6 +91,18 @@ ENDPOINTS = [
             }
         ),
         errors={401: ("login_refused",), 429: ("too_many_attempts",)},
+        tags=("staff",),
+    ),
+    Endpoint(
+        "POST",
+        "/api/staff/logout",
+        logout,
+        "Staff sign-out everywhere: every token of this person stops working (this one and "
+        "those of other devices, within 2 s), not only the one sent",
+        auth="staff",
+        roles=tuple(sorted(STAFF_ROLES)),
+        response=obj({"logged_out": boolean()}),
+        body_kind="none",
         tags=("staff",),
     ),
     Endpoint(

@@ -5,10 +5,11 @@ Row numbers are file lines as a spreadsheet shows them (the header is row 1).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Generic, TypeVar
@@ -93,51 +94,206 @@ class Parsed(Generic[T]):
     row_numbers: list[int]  # file row of each good row
 
 
-def decode(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else Shift_JIS (cp932) as Excel in Japan writes it."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+def _encoding_error() -> errors.CsvInvalid:
+    return errors.CsvInvalid(
+        "The file is neither UTF-8 nor Shift_JIS text.",
+        "CSV の文字コードを判別できません（UTF-8 または Shift_JIS）。",
+        detail={"errors": [{"row": 0, "column": "", "reason": "encoding"}]},
+    )
+
+
+class Decoder:
+    """Bytes to text as they arrive: UTF-8 (with or without BOM), else Shift_JIS (cp932) as
+    Excel in Japan writes it.
+
+    The choice falls at the first bytes that are not UTF-8: while all text before them was
+    ASCII (the same in both encodings) the rest is read as cp932; after a BOM or UTF-8 text
+    beyond ASCII the file is neither, and refused. Given the whole file at once, that is:
+    UTF-8 if it is UTF-8, else cp932."""
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+        self._cp932: codecs.IncrementalDecoder | None = None
+        self._head = b""  # the first bytes, until they say whether there is a BOM
+        self._ascii = True  # all text so far was ASCII
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        if self._cp932 is None:
+            if len(self._head) < len(codecs.BOM_UTF8):
+                self._head += data[: len(codecs.BOM_UTF8) - len(self._head)]
+                self._ascii = self._ascii and not self._head.startswith(codecs.BOM_UTF8)
+            try:
+                text = self._utf8.decode(data, final)
+            except UnicodeDecodeError:
+                if not self._ascii:
+                    raise _encoding_error() from None
+                # Bytes the UTF-8 decoder kept back (an unfinished sequence) are cp932's now.
+                data = self._utf8.getstate()[0] + data
+                self._cp932 = codecs.getincrementaldecoder("cp932")()
+            else:
+                self._ascii = self._ascii and text.isascii()
+                return text
         try:
-            return data.decode("cp932")
+            return self._cp932.decode(data, final)
         except UnicodeDecodeError:
-            raise errors.CsvInvalid(
-                "The file is neither UTF-8 nor Shift_JIS text.",
-                "CSV の文字コードを判別できません（UTF-8 または Shift_JIS）。",
-                detail={"errors": [{"row": 0, "column": "", "reason": "encoding"}]},
-            ) from None
+            raise _encoding_error() from None
+
+
+def decode(data: bytes) -> str:
+    """A whole file's text: UTF-8 (with or without BOM), else Shift_JIS (cp932)."""
+    return Decoder().decode(data, final=True)
+
+
+# A row may span lines (a quoted field with line breaks); one longer than this is refused
+# rather than kept waiting for its end (csv's own limit is 128 KiB per field).
+MAX_RECORD_CHARS = 1_048_576
+
+
+class RecordStream:
+    """CSV rows from text that arrives in pieces: ``feed`` each piece, then ``close``; each
+    returns (row number, cells by column) for the rows it completed. A bad header is one
+    CsvInvalid; a row of the wrong width is ``{"__width__": n}``; blank rows are skipped.
+
+    Rows are read by one ``csv.reader`` over the lines as they come, so a row reads and is
+    numbered as it would in the whole file. Promise: a row cut by the end of a piece is never
+    taken for a whole one. The reader asks for another line only inside a row (a quoted line
+    break); when the lines fed so far run out there, it hands back a truncated row, so that
+    row's lines are put back in front of the next piece and read again with the rest."""
+
+    def __init__(self, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+        self._required = required
+        self._optional = optional
+        self._header: list[str] | None = None
+        self._pending = ""  # text not yet read: an unfinished line, a row put back
+        self._lines = _Lines()
+        self._reader = csv.reader(self._lines)
+
+    def feed(self, text: str) -> list[tuple[int, dict[str, str]]]:
+        text = self._pending + text
+        cut = text.rfind("\n") + 1
+        self._pending = text[cut:]
+        if len(self._pending) > MAX_RECORD_CHARS:
+            raise _too_long(self._lines.count + 1)
+        return self._read(text[:cut], final=False)
+
+    def close(self) -> list[tuple[int, dict[str, str]]]:
+        text, self._pending = self._pending, ""
+        found = self._read(text, final=True)
+        if self._header is None:
+            raise _header_error("the file is empty")
+        return found
+
+    def _read(self, text: str, *, final: bool) -> list[tuple[int, dict[str, str]]]:
+        lines = self._lines
+        lines.source = iter(io.StringIO(text))
+        found: list[tuple[int, dict[str, str]]] = []
+        while True:
+            lines.taken, lines.ran_out = [], False
+            try:
+                cells = next(self._reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                reason = str(exc) if self._header is None else f"line {lines.count}: {exc}"
+                raise _header_error(reason) from None
+            if lines.ran_out and not final:
+                # A row cut by the end of this piece: read it again with the next one.
+                rest = "".join(lines.taken)
+                if len(rest) + len(self._pending) > MAX_RECORD_CHARS:
+                    raise _too_long(lines.count - len(lines.taken) + 1)
+                self._pending = rest + self._pending
+                lines.count -= len(lines.taken)
+                break
+            if self._header is None:
+                self._header = self._check_header(cells)
+                continue
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(self._header):
+                found.append((lines.count, {"__width__": str(len(cells))}))
+                continue
+            found.append(
+                (lines.count, {h: c.strip() for h, c in zip(self._header, cells, strict=True)})
+            )
+        return found
+
+    def _check_header(self, cells: list[str]) -> list[str]:
+        header = [h.strip().lower() for h in cells]
+        required, optional = self._required, self._optional
+        missing = [c for c in required if c not in header]
+        unknown = [c for c in header if c not in required and c not in optional]
+        if missing or unknown or len(set(header)) != len(header):
+            raise _header_error(f"expected columns {list(required)} (+ optional {list(optional)})")
+        return header
+
+
+class _Lines:
+    """The lines fed so far, for the reader; out of them it raises StopIteration and is
+    asked again after the next piece (a generator, once ended, would stay ended)."""
+
+    def __init__(self) -> None:
+        self.source: Iterator[str] = iter(())
+        self.taken: list[str] = []  # the lines of the row being read
+        self.ran_out = False
+        self.count = 0  # lines read: the row number of the row just read
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self.source)
+        except StopIteration:
+            self.ran_out = True
+            raise
+        self.taken.append(line)
+        self.count += 1
+        return line
+
+
+def _too_long(row: int) -> errors.CsvInvalid:
+    return _header_error(f"line {row}: a row longer than {MAX_RECORD_CHARS} characters")
 
 
 def records(
     text: str, required: Sequence[str], optional: Sequence[str] = ()
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(row number, cells by column) for each data row; a bad header is one CsvInvalid."""
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        raise _header_error("the file is empty") from None
-    except csv.Error as exc:
-        raise _header_error(str(exc)) from None
-    missing = [c for c in required if c not in header]
-    unknown = [c for c in header if c not in required and c not in optional]
-    if missing or unknown or len(set(header)) != len(header):
-        raise _header_error(f"expected columns {list(required)} (+ optional {list(optional)})")
-    try:
-        for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue
-            row = reader.line_num
-            if len(cells) != len(header):
-                yield row, {"__width__": str(len(cells))}
-                continue
-            yield row, {h: c.strip() for h, c in zip(header, cells, strict=True)}
-    except csv.Error as exc:
-        raise _header_error(f"line {reader.line_num}: {exc}") from None
+    stream = RecordStream(required, optional)
+    yield from stream.feed(text)
+    yield from stream.close()
+
+
+async def stream_records(
+    body: AsyncIterable[bytes], required: Sequence[str], optional: Sequence[str] = ()
+) -> AsyncGenerator[list[tuple[int, dict[str, str]]], None]:
+    """The rows of a CSV body as its bytes arrive, a list per piece: only the unfinished
+    row is ever held, never the file."""
+    decoder = Decoder()
+    stream = RecordStream(required, optional)
+    async for data in body:
+        yield stream.feed(decoder.decode(data))
+    yield stream.feed(decoder.decode(b"", final=True))
+    yield stream.close()
 
 
 def _header_error(reason: str) -> errors.CsvInvalid:
     return errors.CsvInvalid(detail={"errors": [{"row": 1, "column": "", "reason": reason}]})
+
+
+def check_row(
+    number: int, cells: dict[str, str], convert: Callable[[dict[str, str]], T]
+) -> T | RowError:
+    """The row converted, or what is wrong with it (the first bad cell)."""
+    if "__width__" in cells:
+        return RowError(number, "", "wrong number of columns")
+    unusable = [column for column, cell in cells.items() if not inputs.usable_text(cell)]
+    if unusable:
+        return RowError(number, unusable[0], "contains a NUL character")
+    try:
+        return convert(cells)
+    except CellError as exc:
+        return RowError(number, exc.column, exc.reason)
 
 
 def parse(
@@ -154,18 +310,12 @@ def parse(
         if len(rows) + len(problems) >= max_rows:
             problems.append(RowError(number, "", f"more than {max_rows} rows"))
             break
-        if "__width__" in cells:
-            problems.append(RowError(number, "", "wrong number of columns"))
-            continue
-        unusable = [column for column, cell in cells.items() if not inputs.usable_text(cell)]
-        if unusable:
-            problems.append(RowError(number, unusable[0], "contains a NUL character"))
-            continue
-        try:
-            rows.append(convert(cells))
+        checked = check_row(number, cells, convert)
+        if isinstance(checked, RowError):
+            problems.append(checked)
+        else:
+            rows.append(checked)
             numbers.append(number)
-        except CellError as exc:
-            problems.append(RowError(number, exc.column, exc.reason))
         if len(problems) >= MAX_ERRORS:
             break
     return Parsed(rows, problems, numbers)

@@ -69,3 +69,9 @@ def lookup_sessions(prefix: str, event_id: str) -> str:
 def epoch(prefix: str) -> str:
     """STRING: set once the inventory was rebuilt; its absence means Redis lost our data."""
     return f"{prefix}booking:epoch"
+
+
+def staff_console(prefix: str, session_id: str) -> str:
+    """STRING (JSON: the staff token, the session's CSRF secret, the login) with PX = the
+    console's idle timeout, reset on every page: a staff member's signed-in browser."""
+    return f"{prefix}staff-console:{session_id}"

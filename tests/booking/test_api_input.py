@@ -12,6 +12,7 @@ import asyncpg
 from starlette.routing import Route
 
 from booking.app import ENDPOINTS
+from booking.console.routes import routes as console_routes
 from booking.http import JST, Endpoint
 from booking.openapi import build_openapi, doc_path
 from booking.pages import book, home, mine, signin
@@ -147,7 +148,9 @@ async def test_bad_input_everywhere_is_4xx_and_writes_nothing(
             for _ in range(settings.max_body_bytes // 1000 + 2):
                 yield b"x" * 1000
 
-        r = await client.post("/api/registry/import", content=stream(), headers=headers["admin"])
+        r = await client.post(
+            "/api/clinic/slots/import", content=stream(), headers=headers["clinic"]
+        )
         assert r.status_code == 413
         unknown = await client.get("/api/nothing-here")
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
@@ -161,11 +164,12 @@ async def test_the_document_lists_every_route_with_its_methods(
     settings: BookingSettings,
 ) -> None:
     """Every route of the app is in /openapi.json with exactly its methods, except the
-    pages and their static files (HTML for people, not the API)."""
+    pages, the staff consoles and their static files (HTML for people, not the API)."""
     pages = {
         r.path
         for r in (*book.routes(), *signin.routes(), *mine.routes(), *home.routes())
         + tuple(asset_routes())
+        + tuple(console_routes())
         if isinstance(r, Route)
     }
     async with running(settings) as (app, client):

@@ -369,9 +369,11 @@ async def test_registry_import_is_validated_and_atomic(
         )
         assert preview.json()["rows"] == 5 and preview.json()["groups"] == {"65+": 5}
         done = await client.post(
-            "/api/registry/import", content="\n".join([header, *good]).encode("cp932"), headers=auth
+            f"/api/registry/import?mode=replace&expect_removed={before}",
+            content="\n".join([header, *good]).encode("cp932"),
+            headers=auth,
         )
-        assert done.status_code == 200 and done.json()["replaced"] == before
+        assert done.status_code == 200 and done.json()["removed"] == before
     rows = await db.fetch("SELECT municipality_code, voucher_number FROM registry")
     assert sorted(r["voucher_number"] for r in rows if r["municipality_code"] == m) == [
         str(3_000_000_000 + i) for i in range(5)

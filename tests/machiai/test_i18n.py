@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -32,18 +31,24 @@ def used_messages() -> dict[str, str]:
 
 
 def japanese() -> dict[str, str]:
-    source = resources.files("machiai").joinpath("locale", "ja", "LC_MESSAGES", "machiai.po")
-    with source.open("rb") as po:
-        catalog = read_po(po, locale="ja")
-    out = {}
-    for message in catalog:
-        if not message.id:
-            continue
-        assert not message.fuzzy, f"fuzzy translation: {message.id!r}"
-        ids = message.id if isinstance(message.id, tuple) else (message.id,)
-        strings = message.string if isinstance(message.string, tuple) else (message.string,)
-        for msgid in ids:
-            out[str(msgid)] = str(strings[0] or "")
+    files = i18n.catalog_files("ja")
+    assert [f.name for f in files][:1] == ["machiai.po"], files
+    out: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for source in files:
+        with source.open("rb") as po:
+            catalog = read_po(po, locale="ja")
+        for message in catalog:
+            if not message.id:
+                continue
+            assert not message.fuzzy, f"fuzzy translation: {message.id!r}"
+            ids = message.id if isinstance(message.id, tuple) else (message.id,)
+            strings = message.string if isinstance(message.string, tuple) else (message.string,)
+            for msgid in ids:
+                # One text, one place: the same text in two files could say two things.
+                assert msgid not in where, f"{msgid!r} in {where.get(str(msgid))} and {source.name}"
+                where[str(msgid)] = source.name
+                out[str(msgid)] = str(strings[0] or "")
     return out
 
 

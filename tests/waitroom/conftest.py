@@ -83,13 +83,46 @@ def settings(env_vars: dict[str, str]) -> WaitroomSettings:
     return replace(base, join_per_minute=0)
 
 
+# A staff token holds only while its staff row does (machiai/staff_generation.py): the
+# administrators staff_token speaks for exist, one per municipality the tests use.
+ADMIN_MUNICIPALITIES = (MUNICIPALITY, OTHER_MUNICIPALITY)
+
+
+def admin_id(municipality: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"machiai-test-admin:{municipality}"))
+
+
+async def add_admins(database_url: str) -> None:
+    """The administrators of ``ADMIN_MUNICIPALITIES`` (and their municipalities)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for code in ADMIN_MUNICIPALITIES:
+            await conn.execute(
+                "INSERT INTO municipalities (code, name_ja, name_en) "
+                "VALUES ($1, '試験市', 'Test City') ON CONFLICT DO NOTHING",
+                code,
+            )
+            await conn.execute(
+                "INSERT INTO staff (id, municipality_code, login, display_name, role, "
+                "password_hash) VALUES ($1, $2, $3, $3, 'admin', 'unused') "
+                "ON CONFLICT DO NOTHING",
+                uuid.UUID(admin_id(code)),
+                code,
+                f"admin-{code}",
+            )
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
-def tokens(settings: WaitroomSettings) -> Tokens:
+async def tokens(settings: WaitroomSettings) -> Tokens:
+    await add_admins(settings.core.database_url)
     return Tokens(settings.core.secret_keys)
 
 
 def staff_token(tokens: Tokens, role: str = "admin", municipality: str = MUNICIPALITY) -> str:
-    return tokens.dump_staff(StaffClaims("staff-1", municipality, role, None))
+    """An administrator's token (another role: refused before any staff row is read)."""
+    return tokens.dump_staff(StaffClaims(admin_id(municipality), municipality, role, None))
 
 
 @asynccontextmanager

@@ -17,9 +17,11 @@ from machiai.client_address import parse_trusted_proxies
 from machiai.tokens import AdmissionPass, Tokens
 from tests import report
 from tests.waitroom.conftest import (
+    MUNICIPALITY,
     AppFactory,
     FakeClock,
     add_event,
+    admin_id,
     line_of,
     running,
     staff_token,
@@ -204,7 +206,7 @@ async def test_pause_and_resume_by_admin_are_live_and_audited(
         ("waitroom.event.resumed", "paused", "open"),
         ("waitroom.event.closed", "open", "closed"),
     ]
-    assert {r["actor_id"] for r in rows} == {"staff-1"}
+    assert {r["actor_id"] for r in rows} == {admin_id(MUNICIPALITY)}
 
 
 async def test_backpressure_slows_admission_and_recovers_within_rate(

@@ -25,6 +25,7 @@ from schemathesis import Case
 from machiai.tokens import StaffClaims, Tokens
 from tests import fuzz
 from tests.servers import PostgresForTests
+from tests.waitroom.conftest import add_admins, admin_id
 from waitroom.app import create_app
 from waitroom.settings import WaitroomSettings
 from waitroom.web.openapi import DOCUMENT
@@ -43,7 +44,9 @@ SCHEMA = schemathesis.openapi.from_dict(
         parameters={"path.event_id": {"dictionary": "events", "probability": 0.5}},
     ),
 )
-ADMIN = Tokens([fuzz.SECRET_KEY]).dump_staff(StaffClaims("staff-1", MUNICIPALITY, "admin", None))
+ADMIN = Tokens([fuzz.SECRET_KEY]).dump_staff(
+    StaffClaims(admin_id(MUNICIPALITY), MUNICIPALITY, "admin", None)
+)
 
 
 @dataclass
@@ -87,6 +90,7 @@ def server(
         # The join limit has tests of its own; here it would only turn the run into 429s.
         settings = replace(WaitroomSettings.from_env(env), join_per_minute=0)
         asyncio.run(seed(settings.core.database_url))
+        asyncio.run(add_admins(settings.core.database_url))  # the one ADMIN speaks for
         with fuzz.serving(create_app(settings)) as base:
             joined = httpx.post(
                 f"{base}/events/{OPEN}/join", headers={"accept": "application/json"}, timeout=10

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from machiai.staff_generation import StaffGenerations, reader
 from machiai.tokens import TokenError
 from waitroom.errors import Forbidden, InvalidInput, NotAdmittedYet, Unauthorized
 from waitroom.services import manage_event
@@ -27,7 +28,9 @@ from waitroom.web.join import bounded_body
 MAX_BODY_BYTES = 16_384
 
 
-def actor_of(request: Request) -> Actor:
+async def actor_of(request: Request) -> Actor:
+    """The municipal admin behind the request: a valid admin token whose staff row still
+    stands behind it (active, still admin, same generation)."""
     wr = waitroom(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -39,8 +42,23 @@ def actor_of(request: Request) -> Actor:
         code = "unauthorized" if exc.code == "token_invalid" else exc.code
         raise Unauthorized(code=code) from None
     if claims.role != "admin":
-        raise Forbidden()
+        raise Forbidden()  # whatever the row says: no read for a token refused anyway
+    # Promise (machiai/staff_generation.py): deactivating, a role change, a new password or
+    # signing out in booking stops this admin's tokens here within CHECK_TTL_S too.
+    if not await staff_generations(request).admits(claims):
+        raise Unauthorized()
     return Actor(claims, request.headers.get("x-request-id"))
+
+
+def staff_generations(request: Request) -> StaffGenerations:
+    """This app's memory of staff standing, made at its first admin request (one per
+    process and app, on the app's pool)."""
+    state = request.app.state
+    found: StaffGenerations | None = getattr(state, "staff_generations", None)
+    if found is None:
+        found = StaffGenerations(reader(state.db, waitroom(request).settings.db_timeout_s))
+        state.staff_generations = found
+    return found
 
 
 async def json_body(request: Request) -> Any:
@@ -52,13 +70,13 @@ async def json_body(request: Request) -> Any:
 
 
 async def create(request: Request) -> Response:
-    actor = actor_of(request)
+    actor = await actor_of(request)
     event = await manage_event.create_event(request.app.state.db, actor, await json_body(request))
     return JSONResponse({"event": event}, status_code=201)
 
 
 async def update(request: Request) -> Response:
-    actor = actor_of(request)
+    actor = await actor_of(request)
     wr = waitroom(request)
     event = await manage_event.change_event(
         request.app.state.db, wr.store, wr.line, actor, event_id_of(request),
@@ -69,7 +87,7 @@ async def update(request: Request) -> Response:
 
 def state_action(action: str) -> Any:
     async def endpoint(request: Request) -> Response:
-        actor = actor_of(request)
+        actor = await actor_of(request)
         wr = waitroom(request)
         event = await manage_event.change_event(
             request.app.state.db, wr.store, wr.line, actor, event_id_of(request), action=action
@@ -80,7 +98,7 @@ def state_action(action: str) -> Any:
 
 
 async def stats(request: Request) -> Response:
-    actor = actor_of(request)
+    actor = await actor_of(request)
     wr = waitroom(request)
     event_id = event_id_of(request)
     body = await manage_event.event_stats(request.app.state.db, wr.line, actor, event_id)
