@@ -188,6 +188,22 @@ class CsvInvalid(AppError):
     message_en = "The CSV has errors; nothing was imported."
 
 
+class RemovalsUnconfirmed(AppError):
+    """A replace would remove another number of residents than the admin confirmed."""
+
+    code = "removals_unconfirmed"
+    status = 409
+
+    def __init__(self, removed: int, expected: int | None) -> None:
+        super().__init__(
+            f"Replacing the registry with this file removes {removed} residents. Preview it "
+            f"(dry_run=true) and send expect_removed={removed} to confirm.",
+            f"この名簿で置き換えると {removed} 人が名簿から削除されます。プレビュー"
+            f"（dry_run=true）で確認のうえ、expect_removed={removed} を付けて送信してください。",
+            detail={"removed": removed, "expect_removed": expected},
+        )
+
+
 class Conflict(AppError):
     code = "conflict"
     status = 409

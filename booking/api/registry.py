@@ -6,13 +6,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from booking import http
+from booking import errors, http
 from booking import openapi as doc
 from booking.http import Endpoint, ctx_of, ok, query
 from booking.services.registry_import import (
     MAX_ROWS,
     Mode,
-    RemovalsUnconfirmed,
     import_registry,
 )
 from machiai.openapi import array, boolean, integer, obj, string
@@ -109,7 +108,7 @@ ENDPOINTS = [
                 "errors": array(doc.ROW_ERROR),
             }
         ),
-        errors={409: (RemovalsUnconfirmed.code,), 422: ("csv_invalid",)},
+        errors={409: (errors.RemovalsUnconfirmed.code,), 422: ("csv_invalid",)},
         body_kind="csv",
         tags=("admin",),
     ),

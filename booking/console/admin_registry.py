@@ -33,7 +33,7 @@ from booking.console.common import (
 from booking.http import ctx_of
 from booking.pages.common import Form, language
 from booking.services.console import Console
-from booking.services.registry_import import Mode, RemovalsUnconfirmed, import_registry
+from booking.services.registry_import import Mode, import_registry
 from machiai.i18n import N_, tr
 
 PAGE = "/staff/admin/registry"
@@ -129,7 +129,7 @@ async def import_file(request: Request) -> Response:
                     console,
                     status=422,
                 )
-            except RemovalsUnconfirmed as refused:
+            except errors.RemovalsUnconfirmed as refused:
                 return render(
                     request,
                     "staff_admin_registry.html",
@@ -138,7 +138,16 @@ async def import_file(request: Request) -> Response:
                         **context,
                         "mode": mode.value,
                         "filename": upload.filename,
-                        "refused": refused.message_ja if lang == "ja" else refused.message_en,
+                        "refused": tr(
+                            lang,
+                            N_(
+                                "This file removes %(removed)s residents, not the %(expected)s "
+                                "the preview showed (another file, or the registry changed "
+                                "since). Nothing was changed: preview it again."
+                            ),
+                            removed=f"{refused.detail['removed']:,}",
+                            expected=f"{refused.detail.get('expect_removed') or 0:,}",
+                        ),
                     },
                     console,
                     status=409,

@@ -50,22 +50,6 @@ class Mode(StrEnum):
     REPLACE = "replace"  # and residents absent from the file are removed
 
 
-class RemovalsUnconfirmed(errors.AppError):
-    """A replace would remove another number of residents than the admin confirmed."""
-
-    code = "removals_unconfirmed"
-    status = 409
-
-    def __init__(self, removed: int, expected: int | None) -> None:
-        super().__init__(
-            f"Replacing the registry with this file removes {removed} residents. Preview it "
-            f"(dry_run=true) and send expect_removed={removed} to confirm.",
-            f"この名簿で置き換えると {removed} 人が名簿から削除されます。プレビュー"
-            f"（dry_run=true）で確認のうえ、expect_removed={removed} を付けて送信してください。",
-            detail={"removed": removed, "expect_removed": expected},
-        )
-
-
 async def _drain(body: AsyncIterable[bytes]) -> None:
     """Read what is left of a body that is refused: a client still sending it gets the
     refusal, not a connection closed under its upload."""
@@ -121,7 +105,7 @@ async def import_registry(
                 # comparison changes who stays), and a mismatch rolls everything back.
                 removed = await pg_registry.remove_absent(conn, municipality)
                 if removed != (expect_removed or 0):
-                    raise RemovalsUnconfirmed(removed, expect_removed)
+                    raise errors.RemovalsUnconfirmed(removed, expect_removed)
             await pg_registry.upsert_staged(conn, municipality)
         counts = {
             "rows": seen.rows,

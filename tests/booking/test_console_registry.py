@@ -83,7 +83,7 @@ async def test_the_registry_import_page(
             mode="replace",
             expect_removed=str(removed - 1),
         )
-        assert wrong.status_code == 409 and f"{removed} 人" in wrong.text
+        assert wrong.status_code == 409 and f"{removed} 人が削除されます" in wrong.text
         assert await db.fetchval(count, code) == before + 2
         done = await send(
             one,
