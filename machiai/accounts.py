@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from machiai import inputs
+from machiai.migrate import apply_migrations
 from machiai.passwords import hash_password
 from machiai.pg import Conn
 from machiai.staff_generation import CHECK_TTL_S
@@ -129,7 +130,9 @@ def check_role(role: str, clinic: str | None) -> tuple[str, str | None]:
 
 
 async def on_database(dsn: str, work: Callable[[Conn], Awaitable[str]]) -> str:
-    """``work`` on one connection to ``dsn``; what it says to print."""
+    """``work`` on one connection to ``dsn``, migrated first (as ``seed-demo`` does: the
+    first account is made on a fresh database); what it says to print."""
+    await apply_migrations(dsn)
     conn = await asyncpg.connect(dsn)
     try:
         return await work(conn)

@@ -15,6 +15,7 @@ import httpx
 
 from booking.settings import BookingSettings
 from tests.booking.client import running
+from tests.servers import PostgresForTests
 
 CITY, OTHER = "011002", "012025"
 PASSWORD = "stdin password, long enough"
@@ -188,3 +189,25 @@ async def test_refusals_are_one_line_exit_2_and_change_nothing(
         assert result.stderr.count("\n") == 1 and result.stdout == "", args
     assert await db.fetchval("SELECT count(*) FROM audit_log") == before
     assert await db.fetch("SELECT * FROM staff ORDER BY id") == staff_before
+
+
+async def test_the_first_account_on_a_fresh_database(
+    env_vars: dict[str, str], postgres: PostgresForTests
+) -> None:
+    """A city's first administrator is made on a database nobody migrated yet: the command
+    migrates it first (as seed-demo does) instead of failing on a missing table."""
+    name = await postgres.create_database(migrated=False)
+    try:
+        env = {**env_vars, "DATABASE_URL": postgres.url_for(name)}
+        said(await admin(env, "municipality", "add", CITY, "--name-ja", "市", "--name-en", "City"))
+        out = said(await admin(env, "staff", "add", "first-admin", "--municipality", CITY,
+                               "--role", "admin"))  # fmt: skip
+        assert shown_password(out)
+        conn = await asyncpg.connect(postgres.url_for(name))
+        try:
+            assert await conn.fetchval("SELECT role::text FROM staff WHERE login = 'first-admin'")
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") >= 8
+        finally:
+            await conn.close()
+    finally:
+        await postgres.drop_database(name)
