@@ -163,6 +163,7 @@ ENDPOINTS = [
             403: ("identity_refused",),
             404: ("not_found", "no_booking"),
             409: (*HOLD_REFUSALS[409], "already_booked"),
+            429: ("too_many_attempts",),
         },
         tags=TAG,
     ),

@@ -293,8 +293,15 @@ def require_admitted(session: Session) -> None:
 async def verify_resident(
     ctx: Ctx, municipality: str, voucher: str, birth_date: date, event_id: str
 ) -> tuple[Resident, list[pg.DoseBooking]]:
-    """Operators identify a caller the same way the web does (registry, same refusal);
-    with the caller's active doses, which the same read brings along."""
+    """Operators identify a caller the same way the web does (registry, same refusal,
+    the same count of failures per voucher: a phone is no way round the limit on guessing
+    birth dates); with the caller's active doses, which the same read brings along."""
+    resident = Resident(municipality, voucher)
+    s = ctx.settings
+    window_ms = s.throttle_voucher_window_s * 1000
+    failures = await ctx.redis.voucher_failures(resident, window_ms, commit=False)
+    if failures.count >= s.throttle_voucher_limit:
+        raise errors.Throttled(failures.ttl_ms // 1000 + 1)
     async with pg.acquire(ctx.pool) as conn:
         event = await pg.fetch_event(conn, event_id)
         if event is None or event["municipality_code"] != municipality:
@@ -303,5 +310,6 @@ async def verify_resident(
             conn, municipality, voucher, birth_date, event["eligibility_group"]
         )
     if doses is None:
+        await ctx.redis.voucher_failures(resident, window_ms, commit=True)
         raise errors.IdentityRefused()
-    return Resident(municipality, voucher), doses
+    return resident, doses

@@ -118,3 +118,37 @@ async def test_many_operators_holding_for_one_booked_caller_take_no_place(
         assert {(a.status_code, code(a)) for a in answers} == {(409, "already_booked")}
         found = await client.get(f"/api/operator/slots?event_id={world.event_id}", headers=auth)
         assert {s["slot_id"]: s["remaining"] for s in found.json()["slots"]}[places] == 3
+
+
+async def test_guessing_a_callers_birth_date_by_phone_is_throttled_as_on_the_web(
+    settings: BookingSettings, db: asyncpg.Pool, world: World
+) -> None:
+    """The phone is no way round the web's limit on failed identity checks per voucher:
+    after ``throttle_voucher_limit`` wrong birth dates, even the right one waits (429), and
+    another voucher is not affected."""
+    async with db.acquire() as conn:
+        staff_id, _ = await make_staff(conn, world.municipality, "operator")
+        slot = await make_slot(conn, world.clinic_id, world.event_id, 5)
+    auth = staff_token(settings, staff_id, world.municipality, "operator", None)
+    target = voucher(31)
+    async with running(settings) as (_, client):
+        for day in range(1, settings.throttle_voucher_limit + 1):
+            wrong = await client.post(
+                "/api/operator/holds",
+                json={"voucher": target, "birth_date": f"1960-01-{day:02d}", "slot_id": slot},
+                headers=auth,
+            )
+            assert wrong.status_code == 403 and code(wrong) == "identity_refused"
+        right = await client.post(
+            "/api/operator/holds",
+            json={"voucher": target, "birth_date": BIRTH.isoformat(), "slot_id": slot},
+            headers=auth,
+        )
+        assert right.status_code == 429 and code(right) == "too_many_attempts"
+        assert int(right.headers["retry-after"]) > 0
+        other = await client.post(
+            "/api/operator/holds",
+            json={"voucher": voucher(32), "birth_date": BIRTH.isoformat(), "slot_id": slot},
+            headers=auth,
+        )
+        assert other.status_code == 201, other.text
