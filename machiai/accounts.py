@@ -218,6 +218,7 @@ async def deactivate_staff(conn: Conn, login: str, actor: Actor = CLI) -> tuple[
     """The account, and whether this call deactivated it (False: it was inactive already)."""
     async with conn.transaction():
         account = await _staff(conn, login, actor)
+        _not_self(account, actor)
         if not account.active:
             return account, False
         await conn.execute(
@@ -243,6 +244,7 @@ async def change_role(
     role, clinic = check_role(role, clinic)
     async with conn.transaction():
         before = await _staff(conn, login, actor)
+        _not_self(before, actor)
         if (before.role, before.clinic_id) == (role, clinic):
             return before, before
         if clinic is not None:
@@ -334,6 +336,13 @@ async def _staff(conn: Conn, login: str, actor: Actor) -> StaffAccount:
     if row is None:
         raise AccountRefused(f"no staff with login {login!r}", "login")
     return StaffAccount(**dict(row))
+
+
+def _not_self(account: StaffAccount, actor: Actor) -> None:
+    """An administrator does not take their own rights away (locked out of their own
+    console, with nobody left to undo it); another administrator, or the CLI, can."""
+    if actor.kind == "staff" and account.staff_id == actor.actor_id:
+        raise AccountRefused("you cannot take your own rights away", "self")
 
 
 async def _known_municipality(conn: Conn, code: str) -> None:

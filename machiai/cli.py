@@ -133,8 +133,22 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     return accounts.check_password(line), False
 
 
-def _shown_once(password: str, generated: bool) -> str:
-    return f"\npassword (shown only now): {password}" if generated else ""
+def _admin_with_password(
+    args: argparse.Namespace, work: Callable[[Conn, str], Awaitable[str]]
+) -> int:
+    """``_admin`` of a change that sets a password, read (or generated) first: a password
+    refused is refused before any database is opened. A generated one is printed once."""
+    try:
+        password, generated = _password(args)
+    except accounts.AccountRefused as exc:
+        print(f"machiai admin: {exc}", file=sys.stderr)
+        return 2
+
+    async def with_password(conn: Conn) -> str:
+        said = await work(conn, password)
+        return said + (f"\npassword (shown only now): {password}" if generated else "")
+
+    return _admin(with_password)
 
 
 def _cmd_admin_municipality_add(args: argparse.Namespace) -> int:
@@ -144,18 +158,13 @@ def _cmd_admin_municipality_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_admin_staff_add(args: argparse.Namespace) -> int:
-    async def work(conn: Conn) -> str:
+    async def work(conn: Conn, password: str) -> str:
         account = await accounts.add_staff(
             conn, args.login, args.municipality, args.role, args.clinic, password, args.display_name
         )
-        return f"added staff {account.describe()}" + _shown_once(password, generated)
+        return f"added staff {account.describe()}"
 
-    try:
-        password, generated = _password(args)
-    except accounts.AccountRefused as exc:
-        print(f"machiai admin: {exc}", file=sys.stderr)
-        return 2
-    return _admin(work)
+    return _admin_with_password(args, work)
 
 
 def _cmd_admin_staff_deactivate(args: argparse.Namespace) -> int:
@@ -179,17 +188,11 @@ def _cmd_admin_staff_role(args: argparse.Namespace) -> int:
 
 
 def _cmd_admin_staff_reset_password(args: argparse.Namespace) -> int:
-    async def work(conn: Conn) -> str:
+    async def work(conn: Conn, password: str) -> str:
         account = await accounts.reset_password(conn, args.login, password)
-        said = f"new password for staff {account.describe()}; {accounts.SIGNED_OUT}"
-        return said + _shown_once(password, generated)
+        return f"new password for staff {account.describe()}; {accounts.SIGNED_OUT}"
 
-    try:
-        password, generated = _password(args)
-    except accounts.AccountRefused as exc:
-        print(f"machiai admin: {exc}", file=sys.stderr)
-        return 2
-    return _admin(work)
+    return _admin_with_password(args, work)
 
 
 def _cmd_admin_staff_list(args: argparse.Namespace) -> int:

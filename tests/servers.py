@@ -146,10 +146,13 @@ def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
 
 
 @asynccontextmanager
-async def serving(app: Starlette, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """``app`` under real uvicorn on a free loopback port, in this event loop; its base URL.
-    Another loopback ``host`` (127.0.0.2) is another site to a browser."""
-    port = free_port(host)
+async def serving(
+    app: Starlette, host: str = "127.0.0.1", port: int | None = None
+) -> AsyncIterator[str]:
+    """``app`` under real uvicorn on a free loopback port (or ``port``, for an app that must
+    know its address before it is made), in this event loop; its base URL. Another loopback
+    ``host`` (127.0.0.2) is another site to a browser."""
+    port = port or free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -94,17 +94,15 @@ async def import_file(request: Request) -> Response:
             apply = form.get("apply") == "1"
             expected_raw = str(form.get("expect_removed") or "")
             expected = int(expected_raw) if expected_raw.isdigit() else None
-            context = _form_context(lang)
-            if not isinstance(upload, UploadFile) or not upload.filename:
-                problems = {"file": N_("Choose the registry's CSV file.")}
+
+            def page(status: int = 200, **shown: Any) -> Response:
+                context = {**_form_context(lang), "mode": mode.value, **shown}
                 return render(
-                    request,
-                    "staff_admin_registry.html",
-                    lang,
-                    {**context, "problems": problems, "mode": mode.value},
-                    console,
-                    status=422,
+                    request, "staff_admin_registry.html", lang, context, console, status=status
                 )
+
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                return page(422, problems={"file": N_("Choose the registry's CSV file.")})
             try:
                 result = await import_registry(
                     ctx_of(request),
@@ -116,55 +114,23 @@ async def import_file(request: Request) -> Response:
                     expect_removed=expected if mode is Mode.REPLACE else None,
                 )
             except errors.CsvInvalid as bad:
-                return render(
-                    request,
-                    "staff_admin_registry.html",
-                    lang,
-                    {
-                        **context,
-                        "mode": mode.value,
-                        "filename": upload.filename,
-                        "row_errors": bad.detail.get("errors", []),
-                    },
-                    console,
-                    status=422,
-                )
+                return page(422, filename=upload.filename, row_errors=bad.detail.get("errors", []))
             except errors.RemovalsUnconfirmed as refused:
-                return render(
-                    request,
-                    "staff_admin_registry.html",
-                    lang,
-                    {
-                        **context,
-                        "mode": mode.value,
-                        "filename": upload.filename,
-                        "refused": tr(
-                            lang,
-                            N_(
-                                "This file removes %(removed)s residents, not the %(expected)s "
-                                "the preview showed (another file, or the registry changed "
-                                "since). Nothing was changed: preview it again."
-                            ),
-                            removed=f"{refused.detail['removed']:,}",
-                            expected=f"{refused.detail.get('expect_removed') or 0:,}",
+                return page(
+                    409,
+                    filename=upload.filename,
+                    refused=tr(
+                        lang,
+                        N_(
+                            "This file removes %(removed)s residents, not the %(expected)s "
+                            "the preview showed (another file, or the registry changed "
+                            "since). Nothing was changed: preview it again."
                         ),
-                    },
-                    console,
-                    status=409,
+                        removed=f"{refused.detail['removed']:,}",
+                        expected=f"{refused.detail.get('expect_removed') or 0:,}",
+                    ),
                 )
-            return render(
-                request,
-                "staff_admin_registry.html",
-                lang,
-                {
-                    **context,
-                    "mode": mode.value,
-                    "filename": upload.filename,
-                    "result": result,
-                    "applied": apply,
-                },
-                console,
-            )
+            return page(filename=upload.filename, result=result, applied=apply)
     except errors.AppError as exc:
         return problem(request, lang, exc)
 

@@ -54,7 +54,6 @@ async def add(
 
 
 async def deactivate(ctx: Ctx, admin: StaffClaims, login: str) -> StaffAccount:
-    _refuse_self(admin, login, await _login_of(ctx, admin))
     async with pg.acquire(ctx.pool) as conn:
         account, _ = await accounts.deactivate_staff(conn, login, _actor(admin))
     return account
@@ -63,7 +62,6 @@ async def deactivate(ctx: Ctx, admin: StaffClaims, login: str) -> StaffAccount:
 async def change_role(
     ctx: Ctx, admin: StaffClaims, login: str, role: str, clinic: str | None
 ) -> StaffAccount:
-    _refuse_self(admin, login, await _login_of(ctx, admin))
     async with pg.acquire(ctx.pool) as conn:
         _, after = await accounts.change_role(conn, login, role, clinic, _actor(admin))
     return after
@@ -74,16 +72,3 @@ async def reset_password(ctx: Ctx, admin: StaffClaims, login: str) -> str:
     async with pg.acquire(ctx.pool) as conn:
         await accounts.reset_password(conn, login, password, _actor(admin))
     return password
-
-
-async def _login_of(ctx: Ctx, admin: StaffClaims) -> str:
-    async with pg.acquire(ctx.pool) as conn:
-        found = await conn.fetchval("SELECT login FROM staff WHERE id = $1::uuid", admin.staff_id)
-    return str(found or "")
-
-
-def _refuse_self(admin: StaffClaims, login: str, own_login: str) -> None:
-    """An administrator does not lock themself out of their own console (another
-    administrator, or the CLI, can)."""
-    if login == own_login:
-        raise AccountRefused("you cannot take your own rights away", "self")

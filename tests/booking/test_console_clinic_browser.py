@@ -8,7 +8,6 @@ reports/screenshots/booking/console-clinic-*.png."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 
@@ -18,31 +17,12 @@ from booking.services.context import Ctx
 from booking.settings import BookingSettings
 from tests.booking.factory import PASSWORD, World, make_slot, voucher
 from tests.booking.helpers import book, operator, resident
+from tests.booking.keyboard import tab_to, type_into
 from tests.booking.test_console_clinic import booked, clinic_login, status_of, today
 from tests.booking.test_pages_browser import ARGS, CHROMIUM, PHONE, SHOTS, Checker, pytestmark
 from tests.servers import serving
 
 __all__ = ["pytestmark"]  # Chromium installed, marked slow: as the residents' journey
-
-MAX_TABS = 80
-
-
-async def tab_to(page: Any, selector: str) -> None:
-    """Press Tab until the element ``selector`` names has the focus (the keyboard reaches
-    it, in the page's order)."""
-    for _ in range(MAX_TABS):
-        await page.keyboard.press("Tab")
-        if await page.evaluate(
-            "s => document.activeElement === document.querySelector(s)", selector
-        ):
-            return
-    raise AssertionError(f"Tab never reached {selector}")
-
-
-async def type_into(page: Any, selector: str, text: str) -> None:
-    await tab_to(page, selector)
-    await page.keyboard.press("Control+A")
-    await page.keyboard.type(text)
 
 
 async def test_the_clinic_console_in_chromium(

@@ -17,24 +17,11 @@ from booking.services.context import Ctx
 from booking.settings import BookingSettings
 from tests.booking.factory import PASSWORD, World, make_slot, make_staff, voucher
 from tests.booking.helpers import book, operator, pg_active_bookings
+from tests.booking.keyboard import tab_to, type_into
 from tests.booking.test_pages_browser import ARGS, CHROMIUM, DESK, Checker, pytestmark
 from tests.servers import serving
 
 __all__ = ["pytestmark"]  # Chromium installed, marked slow: as the residents' journey
-
-# The caller's page has more stops than a resident's (the console's bar, the bookings).
-MAX_TABS = 80
-
-
-async def tab_to(page: Any, selector: str) -> None:
-    """Press Tab until the element ``selector`` names has the focus."""
-    for _ in range(MAX_TABS):
-        await page.keyboard.press("Tab")
-        if await page.evaluate(
-            "s => document.activeElement === document.querySelector(s)", selector
-        ):
-            return
-    raise AssertionError(f"Tab never reached {selector}")
 
 
 async def focused(page: Any) -> str:
@@ -42,13 +29,6 @@ async def focused(page: Any) -> str:
         "() => { const e = document.activeElement; return e.id || e.textContent.trim(); }"
     )
     return found
-
-
-async def type_into(page: Any, selector: str, text: str) -> None:
-    """Tab to a field, replace what it holds, type."""
-    await tab_to(page, selector)
-    await page.keyboard.press("Control+A")
-    await page.keyboard.type(text)
 
 
 async def test_a_whole_call_by_keyboard(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +11,10 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 from starlette.applications import Starlette
 
 from machiai.embedded import free_port
+from tests.servers import serving
 from tests.waitroom.conftest import T0_MS, AppFactory, FakeClock, add_event, line_of
 from waitroom.settings import WaitroomSettings
 
@@ -43,63 +41,53 @@ async def test_waiting_page_in_chromium_with_and_without_javascript(
     base = f"http://127.0.0.1:{port}"
     app = make_app(poll_min_s=1, booking_url=f"{base}/booking")
     console: list[str] = []
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                # -- JavaScript on, Japanese: join with the button, wait, get forwarded.
-                js = await browser.new_context(locale="ja-JP")
-                page = await js.new_page()
-                listen(page, console)
-                response = await page.goto(f"{base}/events/{event_id}/wait")
-                assert response is not None and response.status == 200
-                await page.click("button")  # 列に並ぶ: the first one goes straight through
-                await page.wait_for_url("**/booking/enter?pass=*")
-                # The next resident waits: the bucket's second is spent.
-                page2 = await (await browser.new_context(locale="ja-JP")).new_page()
-                listen(page2, console)
-                await page2.goto(f"{base}/events/{event_id}/wait")
-                await page2.click("button")
-                await page2.wait_for_url("**/wait?t=*")
-                live = page2.locator("#live")
-                assert await live.get_attribute("aria-live") == "polite"
-                assert "次があなたの番です" in await live.inner_text()
-                body = await (await page2.request.get(page2.url)).body()
-                assert len(body) < MAX_PAGE_BYTES
-                # Its turn comes: the script notices and forwards to booking.
-                clock.advance(11)
-                await line_of(app).refresh(event_id)
-                await page2.wait_for_url("**/booking/enter?pass=*", timeout=15_000)
+    async with serving(app, port=port), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            # -- JavaScript on, Japanese: join with the button, wait, get forwarded.
+            js = await browser.new_context(locale="ja-JP")
+            page = await js.new_page()
+            listen(page, console)
+            response = await page.goto(f"{base}/events/{event_id}/wait")
+            assert response is not None and response.status == 200
+            await page.click("button")  # 列に並ぶ: the first one goes straight through
+            await page.wait_for_url("**/booking/enter?pass=*")
+            # The next resident waits: the bucket's second is spent.
+            page2 = await (await browser.new_context(locale="ja-JP")).new_page()
+            listen(page2, console)
+            await page2.goto(f"{base}/events/{event_id}/wait")
+            await page2.click("button")
+            await page2.wait_for_url("**/wait?t=*")
+            live = page2.locator("#live")
+            assert await live.get_attribute("aria-live") == "polite"
+            assert "次があなたの番です" in await live.inner_text()
+            body = await (await page2.request.get(page2.url)).body()
+            assert len(body) < MAX_PAGE_BYTES
+            # Its turn comes: the script notices and forwards to booking.
+            clock.advance(11)
+            await line_of(app).refresh(event_id)
+            await page2.wait_for_url("**/booking/enter?pass=*", timeout=15_000)
 
-                # -- JavaScript off, cookies off (ticket in the URL), English.
-                nojs = await browser.new_context(java_script_enabled=False)
-                page3 = await nojs.new_page()
-                listen(page3, console)
-                await page3.goto(f"{base}/events/{event_id}/wait?lang=en")
-                await page3.click("button")
-                await page3.wait_for_url("**/wait?t=*lang=en")
-                await nojs.clear_cookies()
-                text = await page3.locator("#live").inner_text()
-                assert "You are next." in text and await page3.get_attribute("html", "lang") == "en"
-                waiting_url = page3.url
-                clock.advance(11)
-                await line_of(app).refresh(event_id)
-                # The meta refresh (inside <noscript>) brings the page back, then to booking.
-                await page3.wait_for_url("**/booking/enter?pass=*", timeout=20_000)
-                assert "t=" in waiting_url
-                # The pages' CSP (no inline script or style) blocked nothing they need.
-                assert csp_reports(console) == [], console
-            finally:
-                await browser.close()
-    finally:
-        server.should_exit = True
-        await task
+            # -- JavaScript off, cookies off (ticket in the URL), English.
+            nojs = await browser.new_context(java_script_enabled=False)
+            page3 = await nojs.new_page()
+            listen(page3, console)
+            await page3.goto(f"{base}/events/{event_id}/wait?lang=en")
+            await page3.click("button")
+            await page3.wait_for_url("**/wait?t=*lang=en")
+            await nojs.clear_cookies()
+            text = await page3.locator("#live").inner_text()
+            assert "You are next." in text and await page3.get_attribute("html", "lang") == "en"
+            waiting_url = page3.url
+            clock.advance(11)
+            await line_of(app).refresh(event_id)
+            # The meta refresh (inside <noscript>) brings the page back, then to booking.
+            await page3.wait_for_url("**/booking/enter?pass=*", timeout=20_000)
+            assert "t=" in waiting_url
+            # The pages' CSP (no inline script or style) blocked nothing they need.
+            assert csp_reports(console) == [], console
+        finally:
+            await browser.close()
 
 
 SHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots" / "waitroom"
@@ -148,22 +136,6 @@ async def look(page: Any, name: str) -> None:
     await page.set_viewport_size(PHONE_SIZE)
 
 
-@asynccontextmanager
-async def serve(app: Starlette, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    port = free_port(host)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 async def test_script_says_what_to_do_when_the_ticket_is_refused(
     db: asyncpg.Pool,
     make_app: AppFactory,
@@ -176,7 +148,7 @@ async def test_script_says_what_to_do_when_the_ticket_is_refused(
 
     event_id = await add_event(db, rate=6)
     app = make_app(poll_min_s=1, refresher=True)
-    async with serve(app) as base, async_playwright() as pw:
+    async with serving(app) as base, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             async with httpx.AsyncClient(base_url=base) as api:
@@ -207,7 +179,7 @@ async def test_big_line_keeps_the_number_with_its_counter_word_at_412_px(
 
     event_id = await add_event(db, rate=1, cap=1000)
     app = make_app(phone="0120-000-333")
-    async with serve(app) as base, async_playwright() as pw:
+    async with serving(app) as base, async_playwright() as pw:
         async with httpx.AsyncClient(base_url=base) as api:
             first = [
                 (await api.post(f"/events/{event_id}/join", headers=JSON)).json() for _ in range(4)
@@ -292,9 +264,9 @@ async def test_a_form_from_another_site_does_not_cost_the_resident_their_place(
     event_id = await add_event(db, rate=6)
     app = make_app(poll_min_s=1)
     console: list[str] = []
-    async with serve(app) as base, async_playwright() as pw:
+    async with serving(app) as base, async_playwright() as pw:
         join_url = f"{base}/events/{event_id}/join"
-        async with serve(other_site(join_url), host="127.0.0.2") as elsewhere:
+        async with serving(other_site(join_url), host="127.0.0.2") as elsewhere:
             async with httpx.AsyncClient(base_url=base) as api:
                 for _ in range(2):  # one goes straight in, one waits ahead of the resident
                     await api.post(f"/events/{event_id}/join", headers=JSON)

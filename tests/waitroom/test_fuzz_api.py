@@ -116,18 +116,7 @@ def credentials(server: Server, case: Case[Any]) -> dict[str, str]:
 @SCHEMA.parametrize()
 @settings(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_waitroom_api_keeps_to_its_document(case: Case[Any], server: Server) -> None:
-    excluded = (
-        [fuzz.check("positive_data_acceptance")]
-        if case.operation.label in RULES_BEYOND_THE_SCHEMA
-        else []
-    )
-    response = case.call_and_validate(
-        base_url=server.base,
-        headers=credentials(server, case),
-        additional_checks=[fuzz.error_shape],
-        excluded_checks=excluded,
-        timeout=30,
-    )
+    response = fuzz.call(case, server.base, credentials(server, case), RULES_BEYOND_THE_SCHEMA)
     server.tally.count(case, response)
 
 
