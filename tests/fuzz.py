@@ -27,6 +27,7 @@ from schemathesis.checks import CHECKS
 from schemathesis.config import SchemathesisConfig
 from starlette.applications import Starlette
 
+from machiai import inputs
 from machiai.embedded import free_port
 from tests import report
 from tests.servers import PostgresForTests, delete_prefixed_keys
@@ -122,13 +123,31 @@ def check(name: str) -> Any:
     raise LookupError(name)
 
 
+def _unstorable(*values: object) -> bool:
+    """Whether any text in ``values`` holds a character the document's text pattern
+    (machiai.openapi.TEXT_PATTERN) forbids. Schemathesis's generator lets NUL and lone
+    surrogates through that pattern now and then (seen with schemathesis 4.32 in a long
+    run, not reproducible alone), so a refusal of such a request is the documented answer,
+    not a fault: the other checks (no 5xx, the error shape) still hold it."""
+    for value in values:
+        if isinstance(value, str) and not inputs.usable_text(value):
+            return True
+        if isinstance(value, dict):
+            if _unstorable(*value.keys(), *value.values()):
+                return True
+        elif isinstance(value, list | tuple) and _unstorable(*value):
+            return True
+    return False
+
+
 def call(
     case: Case[Any], base_url: str, headers: dict[str, str], beyond_schema: set[str]
 ) -> Response:
     """Send ``case`` and hold the answer to the document and to the error shape. Operations
     in ``beyond_schema`` have rules a schema cannot say (times in order, a registry that
     exists): a valid-looking request they refuse is not a fault there."""
-    excluded = [check("positive_data_acceptance")] if case.operation.label in beyond_schema else []
+    lenient = case.operation.label in beyond_schema or _unstorable(case.body, case.query)
+    excluded = [check("positive_data_acceptance")] if lenient else []
     response: Response = case.call_and_validate(
         base_url=base_url,
         headers=headers,
