@@ -10,13 +10,14 @@ Postgres in batches as they are read, and Postgres compares and applies them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from booking import errors
 from booking.services.context import Ctx
@@ -89,56 +90,125 @@ async def import_registry(
     """Preview (dry run) or apply the file to the municipality's registry: merge, or
     replace when the number it removes is ``expect_removed`` (0 when not given)."""
     replace = mode is Mode.REPLACE
+    convert = _converter(municipality, date.today())
     # The connection and its transaction are held while the file arrives: the staged rows
     # live in it, and a failure anywhere (a bad row, a refusal, a body too large, the client
     # gone) rolls it all back.
     async with pg.acquire(ctx.pool) as conn, conn.transaction():
-        groups = await _stage_file(conn, body, _converter(municipality, date.today()))
-        if not dry_run:
-            await pg_registry.lock(conn, municipality)
-        seen = await pg_registry.compare(conn, municipality)
-        removed = seen.absent - seen.absent_booked if replace else 0
-        if not dry_run:
-            if replace:
-                # Promise: a replace removes exactly the number the admin confirmed. The
-                # DELETE's own count decides (a booking made or cancelled since the
-                # comparison changes who stays), and a mismatch rolls everything back.
-                removed = await pg_registry.remove_absent(conn, municipality)
-                if removed != (expect_removed or 0):
-                    raise errors.RemovalsUnconfirmed(removed, expect_removed)
-            await pg_registry.upsert_staged(conn, municipality)
-        counts = {
-            "rows": seen.rows,
-            "added": seen.added,
-            "updated": seen.updated,
-            "unchanged": seen.rows - seen.added - seen.updated,
-            "removed": removed,
-            "kept_booked": seen.absent - removed if replace else 0,
-        }
-        if not dry_run:
-            await pg.audit(
-                conn,
-                municipality=municipality,
-                actor_kind="staff",
-                actor_id=staff_id,
-                action="booking.registry.imported",
-                target=municipality,
-                before={"rows": seen.before},
-                after={"rows": seen.before + seen.added - removed, "mode": str(mode), **counts},
-            )
-    return {"dry_run": dry_run, "mode": str(mode), **counts, "groups": groups, "errors": []}
+        await pg_registry.stage(conn)
+        if dry_run:
+            groups = await _stage_file(conn, body, convert, _Staging(conn))
+            await pg_registry.staged(conn)
+            seen = await pg_registry.compare(conn, municipality)
+            removed = seen.absent - seen.absent_booked if replace else 0
+            kept = seen.absent_booked if replace else 0
+            counts = _counts(seen.rows, seen.added, seen.updated, removed, kept)
+            return {"dry_run": True, "mode": str(mode), **counts, "groups": groups, "errors": []}
+        await pg_registry.lock(conn, municipality)
+        before = await pg_registry.count(conn, municipality)
+        # Applied batch by batch as the file is read; any refusal below rolls it all back.
+        applying = _Applying(conn, municipality)
+        groups = await _stage_file(conn, body, convert, applying)
+        removed = kept = 0
+        if replace:
+            await pg_registry.staged(conn)
+            absent = await pg_registry.absent(conn, municipality)
+            # Promise: a replace removes exactly the number the admin confirmed. The
+            # DELETE's own count decides (a booking made or cancelled since the preview
+            # changes who stays), and a mismatch rolls everything back.
+            removed = await pg_registry.remove_absent(conn, municipality)
+            if removed != (expect_removed or 0):
+                raise errors.RemovalsUnconfirmed(removed, expect_removed)
+            kept = absent - removed
+        counts = _counts(applying.rows, applying.added, applying.updated, removed, kept)
+        await pg.audit(
+            conn,
+            municipality=municipality,
+            actor_kind="staff",
+            actor_id=staff_id,
+            action="booking.registry.imported",
+            target=municipality,
+            before={"rows": before},
+            after={"rows": before + applying.added - removed, "mode": str(mode), **counts},
+        )
+    return {"dry_run": False, "mode": str(mode), **counts, "groups": groups, "errors": []}
+
+
+def _counts(rows: int, added: int, updated: int, removed: int, kept: int) -> dict[str, int]:
+    return {
+        "rows": rows,
+        "added": added,
+        "updated": updated,
+        "unchanged": rows - added - updated,
+        "removed": removed,
+        "kept_booked": kept,
+    }
+
+
+class _Staging:
+    """A preview's batches: staged only, compared once the whole file is in."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def write(self, batch: list[StagedRow], *, apply: bool) -> None:
+        del apply  # a preview applies nothing
+        await pg_registry.stage_rows(self.conn, batch)
+
+    async def finish(self) -> None:
+        return None
+
+
+class _Applying:
+    """An import's batches, each staged and applied by Postgres while this process reads
+    and checks the next one (one batch in flight: what the import holds stays bounded)."""
+
+    def __init__(self, conn: Conn, municipality: str) -> None:
+        self.conn = conn
+        self.municipality = municipality
+        self.rows = self.added = self.updated = 0
+        self.pending: asyncio.Task[None] | None = None
+
+    async def _apply(self, batch: list[StagedRow]) -> None:
+        added, updated = await pg_registry.apply_rows(self.conn, self.municipality, batch)
+        self.rows += len(batch)
+        self.added += added
+        self.updated += updated
+
+    async def write(self, batch: list[StagedRow], *, apply: bool) -> None:
+        """``apply`` is false once the file is known to be refused: its rows are still
+        staged (repeated voucher numbers are reported with the bad rows), not applied."""
+        await self.finish()
+        if apply:
+            self.pending = asyncio.create_task(self._apply(batch))
+        else:
+            await pg_registry.stage_rows(self.conn, batch)
+
+    async def finish(self) -> None:
+        """Wait for the batch in flight; its failure is raised here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending
+
+
+class _Sink(Protocol):
+    async def write(self, batch: list[StagedRow], *, apply: bool) -> None: ...
+    async def finish(self) -> None: ...
 
 
 async def _stage_file(
-    conn: Conn, body: AsyncIterable[bytes], convert: Callable[[dict[str, str]], Row]
+    conn: Conn,
+    body: AsyncIterable[bytes],
+    convert: Callable[[dict[str, str]], Row],
+    sink: _Sink,
 ) -> dict[str, int]:
-    """Stage the file's rows in batches as they are read: the residents per group. A file
-    with bad rows is one CsvInvalid listing them (up to MAX_ERRORS), in file order."""
+    """Hand the file's rows to ``sink`` in batches as they are read: the residents per
+    group. A file with bad rows is one CsvInvalid listing them (up to MAX_ERRORS), in file
+    order; once one is found, rows are only staged (it will all be rolled back)."""
     problems: list[RowError] = []
     groups: Counter[str] = Counter()
     batch: list[StagedRow] = []
     rows = 0
-    await pg_registry.stage(conn)
     try:
         async with aclosing(stream_records(body, COLUMNS)) as pieces:
             async for found in pieces:
@@ -159,15 +229,20 @@ async def _stage_file(
                 if len(problems) >= MAX_ERRORS or rows + len(problems) > MAX_ROWS:
                     break  # the refusal lists no more
                 if len(batch) >= BATCH_ROWS:
-                    await pg_registry.stage_rows(conn, batch)
+                    await sink.write(batch, apply=not problems)
                     batch = []
-    except errors.CsvInvalid:
         await _drain(body)
+        if batch:
+            await sink.write(batch, apply=not problems)
+    except BaseException:
+        # The batch in flight ends before the transaction is rolled back on its
+        # connection (its own failure, if any, is not the one to report).
+        with suppress(Exception):
+            await sink.finish()
+        with suppress(Exception):
+            await _drain(body)
         raise
-    await _drain(body)
-    if batch:
-        await pg_registry.stage_rows(conn, batch)
-    await pg_registry.staged(conn)
+    await sink.finish()
     # Repeated voucher numbers: found by Postgres, which holds every row (this process
     # holds one batch).
     for row, first in await pg_registry.duplicates(conn, MAX_ERRORS):

@@ -77,6 +77,73 @@ async def staged(conn: Conn) -> None:
     await conn.execute("ANALYZE registry_incoming", timeout=IMPORT_S)
 
 
+# One batch of the file, applied as it arrives: staged for the checks that need the whole
+# file (repeated voucher numbers, a replace's absentees), and upserted into the registry in
+# the same statement, so Postgres applies one batch while this process reads the next.
+# The counts come from the registry as it was before the statement (one snapshot for
+# every part of it). A voucher number repeated within the batch is applied once here (the
+# upsert cannot touch a row twice); the whole-file check then refuses the file.
+_APPLY_BATCH = """
+WITH b AS MATERIALIZED (
+    SELECT t.file_row, t.voucher_number, t.birth_date,
+           string_to_array(t.groups, '|') AS eligibility_groups
+    FROM unnest($2::integer[], $3::text[], $4::date[], $5::text[])
+         AS t(file_row, voucher_number, birth_date, groups)
+), staged AS (
+    INSERT INTO registry_incoming (file_row, voucher_number, birth_date, eligibility_groups)
+    SELECT file_row, voucher_number, birth_date, eligibility_groups FROM b
+), latest AS (
+    SELECT DISTINCT ON (voucher_number) voucher_number, birth_date, eligibility_groups
+    FROM b ORDER BY voucher_number, file_row DESC
+), applied AS (
+    INSERT INTO registry (municipality_code, voucher_number, birth_date, eligibility_groups)
+    SELECT $1, voucher_number, birth_date, eligibility_groups FROM latest
+    ON CONFLICT (municipality_code, voucher_number) DO UPDATE
+    SET birth_date = EXCLUDED.birth_date,
+        eligibility_groups = EXCLUDED.eligibility_groups,
+        imported_at = now()
+)
+SELECT count(*) FILTER (WHERE r.voucher_number IS NULL) AS added,
+       count(*) FILTER (WHERE r.birth_date <> l.birth_date
+                           OR r.eligibility_groups <> l.eligibility_groups) AS updated
+FROM latest l
+LEFT JOIN registry r ON r.municipality_code = $1 AND r.voucher_number = l.voucher_number
+"""
+
+
+async def apply_rows(conn: Conn, municipality: str, rows: Sequence[StagedRow]) -> tuple[int, int]:
+    """Stage and upsert one batch (see _APPLY_BATCH): (added, updated) by it. Groups travel
+    joined by ``|``, which a group never holds (the import's GROUP pattern)."""
+    row = await conn.fetchrow(
+        _APPLY_BATCH,
+        municipality,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        ["|".join(r[3]) for r in rows],
+        timeout=IMPORT_S,
+    )
+    assert row is not None
+    return int(row["added"]), int(row["updated"])
+
+
+async def count(conn: Conn, municipality: str) -> int:
+    """Residents in the municipality's registry."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM registry WHERE municipality_code = $1", municipality
+        )
+    )
+
+
+async def absent(conn: Conn, municipality: str) -> int:
+    """Residents not in the staged file."""
+    found = await conn.fetchval(
+        f"SELECT count(*) FROM ({_ABSENT}) a", municipality, timeout=IMPORT_S
+    )
+    return int(found)
+
+
 async def duplicates(conn: Conn, limit: int) -> list[tuple[int, int]]:
     """(row, first row with the same voucher number) for rows repeating a voucher number,
     in file order, at most ``limit``."""
@@ -155,21 +222,3 @@ async def remove_absent(conn: Conn, municipality: str) -> int:
         timeout=IMPORT_S,
     )
     return int(removed)
-
-
-async def upsert_staged(conn: Conn, municipality: str) -> None:
-    """Every staged row into the registry: new ones added, known ones overwritten.
-    ``imported_at`` becomes now for each row of the file, changed or not: it says when the
-    city last sent the resident, which the purge reads (machiai/purge.py)."""
-    await conn.execute(
-        """
-        INSERT INTO registry (municipality_code, voucher_number, birth_date, eligibility_groups)
-        SELECT $1, voucher_number, birth_date, eligibility_groups FROM registry_incoming
-        ON CONFLICT (municipality_code, voucher_number) DO UPDATE
-        SET birth_date = EXCLUDED.birth_date,
-            eligibility_groups = EXCLUDED.eligibility_groups,
-            imported_at = now()
-        """,
-        municipality,
-        timeout=IMPORT_S,
-    )

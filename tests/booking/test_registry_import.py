@@ -370,7 +370,7 @@ async def test_a_city_sized_file_through_real_http(
 async def test_rows_go_to_postgres_in_batches_as_the_body_arrives(
     ctx: Ctx, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The service holds a batch, never the file: rows are staged while the body is still
+    """The service holds a batch, never the file: rows are applied while the body is still
     arriving, BATCH_ROWS at a time, and what Python allocates stays far below what the
     file's rows would take as objects."""
     m = world.municipality
@@ -384,13 +384,13 @@ async def test_rows_go_to_postgres_in_batches_as_the_body_arrives(
             sent += 1
             yield piece
 
-    stage_rows = pg_registry.stage_rows
+    apply_rows = pg_registry.apply_rows
 
-    async def spy(conn: Any, rows: Any) -> None:
+    async def spy(conn: Any, municipality: str, rows: Any) -> tuple[int, int]:
         staged.append((sent, len(rows)))
-        await stage_rows(conn, rows)
+        return await apply_rows(conn, municipality, rows)
 
-    monkeypatch.setattr(pg_registry, "stage_rows", spy)
+    monkeypatch.setattr(pg_registry, "apply_rows", spy)
     tracemalloc.start()
     try:
         result = await import_registry(ctx, m, str(uuid.uuid4()), body())
