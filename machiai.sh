@@ -45,6 +45,26 @@ case "$cmd" in
             (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic) >/dev/null 2>&1 \
                 || echo "    (could not install them; without chromium the browser tests are skipped)" >&2
         fi
+        # The alert rules and the dashboard's queries are checked with Prometheus's promtool.
+        if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> installing Debian's prometheus (promtool) for the monitoring files' tests" >&2
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null 2>&1 \
+                || echo "    (could not install it; without promtool those tests are skipped)" >&2
+        fi
+        # The Compose front proxy's config runs under Debian's nginx (tests/infra/test_proxy.py),
+        # unpacked into the venv rather than installed: no system nginx starts on port 80.
+        if ! command -v nginx >/dev/null 2>&1 && [ ! -x "$venv/nginx/usr/sbin/nginx" ] \
+            && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+            echo "==> unpacking Debian's nginx into $venv/nginx for the proxy tests" >&2
+            nginx_dir="$PWD/$venv/nginx"; nginx_tmp=$(mktemp -d)
+            if ! (cd "$nginx_tmp" && { apt-get download nginx \
+                    || { [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get download nginx; }; } \
+                    && dpkg-deb -x nginx_*.deb "$nginx_dir") >/dev/null 2>&1; then
+                rm -rf "$nginx_dir"
+                echo "    (could not; without nginx the proxy tests are skipped)" >&2
+            fi
+            rm -rf "$nginx_tmp"
+        fi
         echo "==> ruff" >&2
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .

@@ -17,19 +17,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from booking.api import clinic, operator, registry, resident, staff
+from booking.api import exports as export_api
 from booking.background import refresh_forever
 from booking.console import admin_registry
 from booking.console.routes import routes as console_routes
 from booking.http import Endpoint, routes_of
 from booking.middleware import BodySizeLimit, LatencySampler
 from booking.openapi import build_openapi
-from booking.pages import book, home, mine, signin
+from booking.pages import book, done, home, mine, signin
 from booking.pages.common import asset_routes
 from booking.services.availability import Availability
 from booking.services.context import Ctx, SlotCatalog
 from booking.services.inventory import rebuild_inventory
 from booking.settings import BookingSettings
 from booking.store.redis_store import RedisStore
+from machiai import metrics
 from machiai.errors import EXCEPTION_HANDLERS, Busy
 from machiai.gc_tuning import tune_gc_for_serving
 from machiai.health import health_routes
@@ -43,6 +45,7 @@ ENDPOINTS: list[Endpoint] = [
     *clinic.ENDPOINTS,
     *registry.ENDPOINTS,
     *staff.ENDPOINTS,
+    *export_api.ENDPOINTS,
 ]
 
 
@@ -120,6 +123,7 @@ def create_app(settings: BookingSettings) -> Starlette:
         # staff, health, the document and static files after.
         *routes_of(resident.ENDPOINTS),
         *book.routes(),
+        *done.routes(),
         *signin.routes(),
         *mine.routes(),
         *home.routes(),
@@ -130,10 +134,13 @@ def create_app(settings: BookingSettings) -> Starlette:
         # The staff consoles (pages under /staff).
         *console_routes(),
     ]
+    measuring, metrics_routes = metrics.instrument("booking", settings.core)
+    routes.extend(metrics_routes)
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            *measuring,
             Middleware(LatencySampler, samples=samples),
             Middleware(
                 BodySizeLimit,

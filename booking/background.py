@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 from collections import deque
+from datetime import UTC, date, datetime
 
 import asyncpg
 
@@ -19,8 +20,9 @@ from booking import errors
 from booking.middleware import p95_ms
 from booking.services.context import Ctx
 from booking.services.inventory import ensure_inventory
-from booking.store import pg, pg_passes
-from machiai import audit
+from booking.services.reminders import remind_when_due
+from booking.store import pg, pg_delivery, pg_passes
+from machiai import audit, metrics
 
 log = logging.getLogger("booking.background")
 MIN_GAP_S = 0.2
@@ -29,11 +31,20 @@ SWEEP_EVERY_S = 60.0
 # Audit rows are sealed this often (machiai/audit.py): how long a new row can be changed
 # unseen. Every booking process tries; one seals at a time, the others return at once.
 SEAL_EVERY_S = 1.0
+# The day-before reminders are looked at this often (written once a day per municipality,
+# after BOOKING_REMINDER_AT; every process tries, the claim in Postgres lets one write).
+REMIND_EVERY_S = 60.0
+# The outbox's backlog is counted this often for the metrics (two counts on partial
+# indexes; the alert "outbox not draining" looks at 15 minutes).
+BACKLOG_EVERY_S = 5.0
 
 
 async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
     if await ensure_inventory(ctx):
+        metrics.REDIS_REBUILDS.inc()
         log.warning("booking inventory rebuilt from Postgres (Redis epoch was missing)")
+    pool = ctx.pool
+    metrics.report_pool("booking", pool.get_size() - pool.get_idle_size(), pool.get_max_size())
     # Taken before counting: a report dated after an event's opening was counted after it
     # (the waitroom trusts a "sold out" only from such a report).
     now_ms = await ctx.redis.now_ms()
@@ -42,6 +53,7 @@ async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
     latency = p95_ms(samples)
     for event_id, left in remaining.items():
         await ctx.redis.publish_event_status(event_id, left, latency, now_ms)
+        metrics.SLOTS_LEFT.labels(event_id).set(left)
 
 
 async def seal_audit(ctx: Ctx) -> bool:
@@ -58,8 +70,11 @@ async def refresh_forever(
     interval_s = ctx.settings.refresh_interval_ms / 1000
     loop = asyncio.get_running_loop()
     swept = loop.time()
+    counted = -math.inf
     refreshed = sealed = -math.inf
     behind = False  # the last seal left rows waiting: seal again at the next turn
+    reminded = -math.inf
+    reminders_done: set[tuple[str, date]] = set()
     while not stop.is_set():
         started = loop.time()
         # Cleared before the refresh: a change during it wakes the next one.
@@ -73,8 +88,22 @@ async def refresh_forever(
                     swept = started
                     async with pg.acquire(ctx.pool) as conn:
                         await pg_passes.forget_expired(conn)
+                if started - counted >= BACKLOG_EVERY_S:
+                    counted = started
+                    async with pg.acquire(ctx.pool) as conn:
+                        waiting, dead = await pg_delivery.backlog(conn)
+                    metrics.OUTBOX_BACKLOG.set(waiting)
+                    metrics.OUTBOX_DEAD.set(dead)
             except (errors.AppError, asyncpg.PostgresError, OSError) as exc:
                 log.warning("booking refresh failed: %s", exc)
+        if started - reminded >= REMIND_EVERY_S:
+            reminded = started
+            try:
+                await remind_when_due(
+                    ctx.pool, datetime.now(UTC), ctx.settings.reminder_at_min, reminders_done
+                )
+            except (errors.AppError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("day-before reminders failed (tried again in a minute): %s", exc)
         if behind or started - sealed >= SEAL_EVERY_S:
             sealed = started
             try:

@@ -16,6 +16,7 @@ from typing import Any
 from booking.http import HOLD_ID_PATTERN, VOUCHER_PATTERN, Endpoint
 from machiai import inputs
 from machiai.health import HEALTH_OPERATIONS
+from machiai.metrics import METRICS_OPERATION
 from machiai.openapi import (
     DOCUMENT_OPERATION,
     Operation,
@@ -191,6 +192,7 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         operations=[
             *(operation(ep) for ep in endpoints),
             *HEALTH_OPERATIONS,
+            METRICS_OPERATION,
             DOCUMENT_OPERATION,
         ],
         security_schemes={

@@ -48,6 +48,9 @@ class BookingSettings:
     phone: str = ""
     # Where residents queue (the waitroom's public base URL), for links back into the line.
     waitroom_url: str = "http://127.0.0.1:8000"
+    # The day-before reminders are written once a day per municipality, from this time of
+    # day on (minutes after midnight, Japan time; BOOKING_REMINDER_AT "HH:MM", "off" = never).
+    reminder_at_min: int | None = 17 * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BookingSettings:
@@ -97,4 +100,19 @@ class BookingSettings:
                     env.integer("WAITROOM_PORT", 8000, minimum=1, maximum=65535),
                 )
             ).rstrip("/"),
+            reminder_at_min=reminder_at(env.text("BOOKING_REMINDER_AT", "17:00")),
         )
+
+
+def reminder_at(raw: str) -> int | None:
+    """BOOKING_REMINDER_AT: "HH:MM" (Japan time) as minutes after midnight; "off": None."""
+    value = raw.strip()
+    if value.lower() == "off":
+        return None
+    hours, _, minutes = value.partition(":")
+    ok = hours.isascii() and hours.isdigit() and minutes.isascii() and minutes.isdigit()
+    if not ok or len(minutes) != 2 or not (0 <= int(hours) <= 23 and 0 <= int(minutes) <= 59):
+        raise SettingsError(
+            f"BOOKING_REMINDER_AT must be a time of day HH:MM (Japan time) or off, not {raw!r}"
+        )
+    return int(hours) * 60 + int(minutes)

@@ -29,6 +29,7 @@ import asyncpg
 import psutil
 
 from loadtests import judge, report
+from loadtests.outbox import DRAIN_TIMEOUT_S, OutboxBacklog, drain_and_stop
 from loadtests.periodic import Periodic
 from loadtests.probe import LatencyProbe
 from loadtests.profiles import Fault, Profile
@@ -469,15 +470,32 @@ def run_loadtest(
                 }
             )
             probe = LatencyProbe(targets.waitroom_url, targets.booking_url, dataset.event_id)
+            backlog = OutboxBacklog(targets.database_url, started) if targets.database_url else None
             timeline.start()
             probe.start()
+            if backlog is not None:
+                backlog.start()
             try:
                 code, locust_cpu = run_locust(profile, targets, dataset, out, workers, locust_tree)
             finally:
                 probe.stop()
                 timeline.stop()
+            load_end_s = time.time() - started
             stop.set()
             fault.join(30)
+            if backlog is not None and targets.database_url:
+                # What the surge left in the outbox must be delivered, load or no load.
+                drained_s, verdict.outbox_left, dead = drain_and_stop(backlog, targets.database_url)
+                extra["outbox after the load"] = (
+                    (
+                        f"drained in {drained_s:.1f} s"
+                        if drained_s is not None
+                        else f"{verdict.outbox_left} messages still waiting after "
+                        f"{DRAIN_TIMEOUT_S:.0f} s"
+                    )
+                    + f"; peak backlog {max((n for _, n in backlog.samples), default=0)}; "
+                    + (f"{dead} given up (dead)")
+                )
             services_cpu = cpu_used(cpu_before, process_cpu(service_pids()))
             wall = time.time() - started
             journeys = judge.read_records(out / "records")
@@ -561,6 +579,7 @@ def run_loadtest(
         for maybe in (
             report.chart_latency(out / "locust_stats_history.csv", out),
             report.chart_wait(journeys, out),
+            report.chart_outbox(backlog.samples if backlog else [], load_end_s, out),
         ):
             if maybe:
                 charts.append(maybe)
@@ -593,6 +612,9 @@ def run_loadtest(
                     "cpu_peak_share_5s": peaks,
                     "probe_ms": probed,
                     "wall_s": wall,
+                    # (seconds since the start, messages waiting), through the drain.
+                    "outbox_backlog": backlog.samples if backlog else [],
+                    "outbox_left": verdict.outbox_left,
                 },
                 indent=2,
             ),

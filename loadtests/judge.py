@@ -35,6 +35,8 @@ class Verdict:
     estimate_error: dict[str, float] = field(default_factory=dict)
     notice_lag_s: dict[str, float] = field(default_factory=dict)
     admitted_per_minute: list[int] = field(default_factory=list)
+    # Messages still undelivered when the drain after the load gave up (loadtests/outbox.py).
+    outbox_left: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -47,6 +49,7 @@ class Verdict:
             "order_inversions": self.order_inversions,
             "server_errors_5xx": self.server_errors,
             "wait_estimate_p90_over_20pct": estimate_over_bar(self.estimate_error),
+            "outbox_not_drained": self.outbox_left,
         }
 
     @property

@@ -48,6 +48,20 @@ def chart_line_length(journeys: Sequence[dict[str, Any]], start: float, out: Pat
     return _save(fig, out / "line_length.png")
 
 
+def chart_outbox(samples: Sequence[tuple[float, int]], load_end_s: float, out: Path) -> str | None:
+    """The outbox's backlog over the run and its drain after the load stopped."""
+    if not samples:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot([t for t, _ in samples], [n for _, n in samples], drawstyle="steps-post")
+    ax.axvline(load_end_s, color="grey", linestyle="--", label="load stopped")
+    ax.legend()
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("messages waiting")
+    ax.set_title("Outbox backlog (must drain)")
+    return _save(fig, out / "outbox.png")
+
+
 def chart_per_minute(
     values: Sequence[int], title: str, ylabel: str, out: Path, name: str, limit: int | None = None
 ) -> str:

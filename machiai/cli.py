@@ -1,4 +1,5 @@
-"""The `machiai` command: run, migrate, seed-demo, loadtest, audit seal/verify, purge, admin."""
+"""The `machiai` command: run, migrate, seed-demo, loadtest, audit seal/verify, purge, admin,
+export."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
+from booking import export_cli
 from machiai import accounts, audit, purge
 from machiai.backends import DataDirBusy, open_backends, running_owner
 from machiai.config import Mode, SettingsError
@@ -108,6 +110,38 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         return 2
     print(purge.describe(result))
     return 0
+
+
+def _cmd_remind(args: argparse.Namespace) -> int:
+    # Imported here: only this command needs booking's job (the CLI starts fast).
+    from booking.services import reminders
+
+    settings = RunnerSettings.from_env()
+    day = args.day or reminders.today_jst()
+    try:
+        with open_backends(settings) as backends:
+            done = asyncio.run(
+                reminders.remind_database(backends.database_url, day, args.municipality)
+            )
+    except reminders.UnknownMunicipality as exc:
+        print(f"machiai remind: {exc}", file=sys.stderr)
+        return 2
+    for r in done:
+        print(reminders.describe(r))
+    return 0
+
+
+def _cmd_deliver(args: argparse.Namespace) -> int:
+    # Imported here: only this command runs booking's delivery worker.
+    from booking.delivery.process import run_worker
+    from booking.delivery.settings import DeliverySettings
+
+    settings = RunnerSettings.from_env()
+    delivery = DeliverySettings.from_env()
+    if settings.database_url is not None:  # the worker needs no Redis: none is started
+        return run_worker(settings.database_url, delivery)
+    with open_backends(settings) as backends:
+        return run_worker(backends.database_url, delivery)
 
 
 def _admin(work: Callable[[Conn], Awaitable[str]]) -> int:
@@ -314,7 +348,29 @@ def build_parser() -> argparse.ArgumentParser:
     purge_cmd.add_argument("--municipality", metavar="CODE", help="only this municipality")
     purge_cmd.add_argument("--apply", action="store_true", help="purge (default: count only)")
     purge_cmd.set_defaults(func=_cmd_purge)
+    remind_cmd = sub.add_parser(
+        "remind",
+        help="write the day-before reminders (booking.reminder.due) to the outbox",
+        description="For each municipality (or --municipality), one outbox row per confirmed "
+        "booking whose appointment is on the day after DAY (Japan time), for the delivery "
+        "worker to send. Safe to run twice: a municipality's day is written once (booking "
+        "does this by itself every day after BOOKING_REMINDER_AT).",
+    )
+    remind_cmd.add_argument(
+        "--day", type=date.fromisoformat, metavar="DATE", help="YYYY-MM-DD (default: today)"
+    )
+    remind_cmd.add_argument("--municipality", metavar="CODE", help="only this municipality")
+    remind_cmd.set_defaults(func=_cmd_remind)
+    sub.add_parser(
+        "deliver",
+        help="run a delivery worker: send the outbox (log, e-mail, webhook) until Ctrl-C",
+        description="Fan new outbox rows out into deliveries per the municipality's channels "
+        "and send them, at least once, retrying with backoff until MACHIAI_DELIVERY_MAX_ATTEMPTS "
+        "(then dead, listed in the admin console). Any number may run at once. Ctrl-C or "
+        "SIGTERM finishes the batch in flight, then exits. `machiai run` starts one.",
+    ).set_defaults(func=_cmd_deliver)
     _admin_parser(sub)
+    export_cli.add_parser(sub)  # machiai export ledger | day-list
     from loadtests.profiles import PROFILES
 
     loadtest = sub.add_parser(

@@ -186,6 +186,10 @@ class CoreSettings:
     # How long an admission pass may wait to be redeemed in booking, and a staff token lives.
     pass_ttl_s: int
     staff_token_ttl_s: int
+    # Prometheus metrics (machiai/metrics.py): on unless turned off; GET /metrics asks for
+    # this bearer token where one is set, and is absent in production without one.
+    metrics: bool = True
+    metrics_token: str | None = None
 
     @property
     def production(self) -> bool:
@@ -224,4 +228,19 @@ def core_settings(env: Env) -> CoreSettings:
         staff_token_ttl_s=env.integer(
             "MACHIAI_STAFF_TOKEN_TTL_S", 8 * 3600, minimum=60, maximum=7 * 24 * 3600
         ),
+        metrics=env.flag("MACHIAI_METRICS", True),
+        metrics_token=metrics_token(env),
     )
+
+
+def metrics_token(env: Env) -> str | None:
+    """MACHIAI_METRICS_TOKEN: a secret like the signing keys (never printed)."""
+    token = env.raw("MACHIAI_METRICS_TOKEN")
+    if token is None or token == "":
+        return None
+    if len(token) < MIN_SECRET_LENGTH or not token.isascii() or not token.isprintable():
+        raise SettingsError(
+            f"MACHIAI_METRICS_TOKEN must be at least {MIN_SECRET_LENGTH} printable ASCII "
+            "characters (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return token

@@ -93,8 +93,13 @@ def error_body(code: str, message: str, detail: Mapping[str, Any] | None = None)
     return {"error": error}
 
 
+ERROR_CODE_KEY = "machiai.error_code"
+
+
 async def app_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
+    # The refusal's code, for the metrics middleware (machiai/metrics.py) to count.
+    request.scope[ERROR_CODE_KEY] = exc.code
     message = exc.message_en if prefers_english(request) else exc.message_ja
     return JSONResponse(
         error_body(exc.code, message, exc.detail), status_code=exc.status, headers=exc.headers

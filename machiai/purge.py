@@ -95,7 +95,9 @@ PURGE_SQL = (
     f"WITH {_SCOPE},\n"
     + """
 anonymised AS (
-    UPDATE bookings b SET voucher_number = NULL, purged_at = now()
+    -- The resident's e-mail address goes with the voucher number (issue 15: an address
+    -- given for messages is kept no longer than the booking's personal data).
+    UPDATE bookings b SET voucher_number = NULL, contact_email = NULL, purged_at = now()
     FROM booked x WHERE b.id = x.id
     RETURNING b.municipality_code
 ),

@@ -1,4 +1,5 @@
-"""`machiai run`: backing servers, migrations, then both services, stopped in order.
+"""`machiai run`: backing servers, migrations, then both services and the delivery worker
+(`machiai deliver`, a third child serving no port), stopped in order.
 
 The services run as child processes (one uvicorn each) in their own process
 groups; the supervisor alone receives a terminal's Ctrl-C and stops them
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
 
+from booking.delivery.settings import DeliverySettings
 from booking.settings import BookingSettings
 from machiai.backends import (
     Backends,
@@ -65,6 +67,8 @@ class ServiceSpec:
     name: str
     factory: str
     port: int
+    # A child that serves no port (the delivery worker): what follows `python -m`.
+    command: tuple[str, ...] = ()
 
 
 def check_service_settings(environ: Mapping[str, str]) -> None:
@@ -80,8 +84,11 @@ def check_service_settings(environ: Mapping[str, str]) -> None:
     checked = Env(env)
     if checked.raw("MACHIAI_SECRET_KEYS") is None and checked.mode() is Mode.DEVELOPMENT:
         env["MACHIAI_SECRET_KEYS"] = "k" * MIN_SECRET_LENGTH
+    if checked.raw("MACHIAI_WEBHOOK_SECRET") is None and checked.mode() is Mode.DEVELOPMENT:
+        env["MACHIAI_WEBHOOK_SECRET"] = "k" * MIN_SECRET_LENGTH
     WaitroomSettings.from_env(env)
     BookingSettings.from_env(env)
+    DeliverySettings.from_env(env)
 
 
 def check_settings(settings: RunnerSettings, environ: Mapping[str, str]) -> None:
@@ -150,6 +157,13 @@ def service_env(
 
 
 def spawn_service(spec: ServiceSpec, host: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    if spec.command:
+        return subprocess.Popen(
+            [sys.executable, "-m", *spec.command],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: child_preexec(None, None),  # noqa: PLW1509
+        )
     argv = [
         sys.executable,
         "-m",
@@ -265,11 +279,16 @@ def run_system(settings: RunnerSettings, *, out: TextIO = sys.stdout) -> int:
                 specs = [
                     ServiceSpec("waitroom", "waitroom.app:app_from_env", settings.waitroom_port),
                     ServiceSpec("booking", "booking.app:app_from_env", settings.booking_port),
+                    # The outbox's delivery worker (README "Notifications"): no port; it is
+                    # restarted like the services when it exits.
+                    ServiceSpec("delivery", "", 0, command=("machiai.cli", "deliver")),
                 ]
                 for spec in specs:
                     process = spawn_service(spec, settings.host, env)
                     services.append(_Child(spec, process, time.monotonic()))
                 for child in services:
+                    if child.spec.command:
+                        continue  # serves nothing to wait for
                     url = f"http://{settings.host}:{child.spec.port}"
                     wait_healthy(url, child.process, SERVICE_START_TIMEOUT_S)
                 _say(out, _banner(settings, backends))

@@ -83,14 +83,18 @@ async def seed_demo(conn: Conn, now: datetime | None = None) -> DemoSummary:
         for index, (name_ja, name_en, area_ja, _area_en) in enumerate(CLINICS):
             clinic_id = uuid.uuid5(_NAMESPACE, f"clinic-{index}")
             clinic_ids.append(clinic_id)
+            # The clinic's 医療機関コード (10 digits) for the ledger export; a demo made
+            # before codes existed gets one on the next run.
             await conn.execute(
-                "INSERT INTO clinics (id, municipality_code, name_ja, name_en, area) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO clinics (id, municipality_code, name_ja, name_en, area, code) "
+                "VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (id) DO UPDATE SET code = coalesce(clinics.code, EXCLUDED.code)",
                 clinic_id,
                 DEMO_MUNICIPALITY,
                 name_ja,
                 name_en,
                 area_ja,
+                f"{DEMO_MUNICIPALITY}{index + 1:04d}",
             )
         slot_rows = []
         for clinic_id in clinic_ids:

@@ -25,6 +25,8 @@ import uvicorn
 from schemathesis import Case, CheckContext, Response
 from schemathesis.checks import CHECKS
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation import GenerationMode
 from starlette.applications import Starlette
 
 from machiai import inputs
@@ -140,6 +142,13 @@ def _unstorable(*values: object) -> bool:
     return False
 
 
+def _negative(case: Case[Any], where: ParameterLocation) -> bool:
+    """Whether schemathesis made this part of the case invalid on purpose."""
+    meta = case.meta
+    info = None if meta is None else meta.components.get(where)
+    return info is not None and info.mode is GenerationMode.NEGATIVE
+
+
 def call(
     case: Case[Any], base_url: str, headers: dict[str, str], beyond_schema: set[str]
 ) -> Response:
@@ -148,6 +157,11 @@ def call(
     exists): a valid-looking request they refuse is not a fault there."""
     lenient = case.operation.label in beyond_schema or _unstorable(case.body, case.query)
     excluded = [check("positive_data_acceptance")] if lenient else []
+    if headers and _negative(case, ParameterLocation.HEADER):
+        # The case's headers were made invalid (e.g. its Authorization left out) and the
+        # credentials sent put them right again: what is left may be valid, and an answer
+        # 200 to it is no acceptance of bad data.
+        excluded.append(check("negative_data_rejection"))
     response: Response = case.call_and_validate(
         base_url=base_url,
         headers=headers,

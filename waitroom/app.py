@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from machiai import metrics
 from machiai.errors import EXCEPTION_HANDLERS
 from machiai.health import health_routes
 from machiai.pages import static_routes
@@ -20,14 +22,16 @@ from waitroom.services.context import Waitroom
 from waitroom.services.directory import Directory
 from waitroom.services.join_batcher import JoinBatcher
 from waitroom.services.line import Clock, Line, redis_clock
+from waitroom.services.turn_notice import TurnNotifier
 from waitroom.settings import WaitroomSettings
-from waitroom.store import pg_store
+from waitroom.store import pg_store, pg_turn_notices
 from waitroom.store.redis_store import EventConfig, RedisStore
 from waitroom.web import admin
 from waitroom.web.enter import enter
 from waitroom.web.home import home
 from waitroom.web.hot import HotPaths
 from waitroom.web.join import join
+from waitroom.web.notify import notify_form, notify_post
 from waitroom.web.openapi import openapi
 from waitroom.web.page import CSS, JS, page
 from waitroom.web.shuffle import shuffle
@@ -82,32 +86,46 @@ def create_app(
             clock=clock,
             directory=Directory(pool, clock),
         )
+
+        async def write_notices(event_id: str, notices: Sequence[tuple[str, Any]]) -> int:
+            return await pg_turn_notices.write_turn_notices(pool, event_id, notices)
+
+        # "Your turn is near": one notifier per process, beside the refresher (a test that
+        # drives admission itself drives this too: app.state.notifier.run_once).
+        app.state.notifier = notifier = TurnNotifier(line, store, write_notices, settings)
         if refresher:
             line.start()
+            notifier.start()
         try:
             yield
         finally:
+            await notifier.stop()
             await line.stop()
             await batcher.close()
             await pool.close()
             await store.aclose()
             await client.aclose()
 
-    routes = [  # the hot paths first: routes are matched in order
+    routes: list[BaseRoute] = [  # the hot paths first: routes are matched in order
         Route("/events/{event_id}/status", status, methods=["GET"]),
         Route("/events/{event_id}/join", join, methods=["POST"]),
         Route("/events/{event_id}/wait", page, methods=["GET"]),
         Route("/events/{event_id}/enter", enter, methods=["GET", "POST"]),
         Route("/events/{event_id}/shuffle", shuffle, methods=["GET"]),
+        Route("/events/{event_id}/notify", notify_form, methods=["GET"]),
+        Route("/events/{event_id}/notify", notify_post, methods=["POST"]),
         Route("/", home, methods=["GET"]),
         *health_routes("waitroom"),
         *admin.routes(),
         Route("/openapi.json", openapi, methods=["GET"]),
         *static_routes(CSS, JS),
     ]
+    # Outermost, so that it times and labels the hot paths' answers too.
+    measuring, metrics_routes = metrics.instrument("waitroom", settings.core)
+    routes.extend(metrics_routes)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(HotPaths)],
+        middleware=[*measuring, Middleware(HotPaths)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -20,6 +20,7 @@ class ScriptError(IntEnum):
     NOT_ADMITTED = -6
     TURN_EXPIRED = -7
     ALREADY_ENTERED = -8
+    ALREADY_ADMITTED = -9  # opt_in-5: the turn came; no "your turn is near" is needed
 
 
 class StoreUnavailable(Busy):
@@ -148,6 +149,15 @@ class EventExists(AppError):
     message_en = "An event with this id already exists."
 
 
+class AlreadyAdmitted(AppError):
+    """A "your turn is near" opt-in after the turn came: no message is needed."""
+
+    code = "already_admitted"
+    status = 409
+    message_ja = "もう順番が来ています。予約画面へお進みください。"
+    message_en = "It is already your turn. Please go to the booking page."
+
+
 SCRIPT_ERRORS: dict[ScriptError, type[AppError]] = {
     ScriptError.CLOSED: EventClosed,
     ScriptError.NOT_OPEN_YET: EventNotOpenYet,
@@ -156,4 +166,5 @@ SCRIPT_ERRORS: dict[ScriptError, type[AppError]] = {
     ScriptError.NOT_ADMITTED: NotAdmittedYet,
     ScriptError.TURN_EXPIRED: TurnExpired,
     ScriptError.ALREADY_ENTERED: AlreadyEntered,
+    ScriptError.ALREADY_ADMITTED: AlreadyAdmitted,
 }

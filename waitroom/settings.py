@@ -49,11 +49,17 @@ class WaitroomSettings:
     db_timeout_s: float = 5.0
     # The call centre residents may phone ("" = the pages say "your city's call centre").
     phone: str = ""
+    # "Your turn is near" (issue 15): the message goes out about this long before the turn
+    # (from the admission rate), and the turn of a resident who asked for it waits this much
+    # longer than grace_s (the message may reach them late). Links in it start at public_url.
+    notify_lead_s: int = 300
+    notify_extra_grace_s: int = 600
+    public_url: str = "http://127.0.0.1:8000"
 
     @property
     def retention_s(self) -> int:
         """Admission batches are kept this long: a turn's time is known throughout its grace."""
-        return max(self.grace_s, self.hold_s) + 120
+        return max(self.grace_s + self.notify_extra_grace_s, self.hold_s) + 120
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WaitroomSettings:
@@ -91,4 +97,16 @@ class WaitroomSettings:
             redis_timeout_s=env.number("WAITROOM_REDIS_TIMEOUT_S", 2.0, minimum=0.05, maximum=60),
             db_timeout_s=env.number("WAITROOM_DB_TIMEOUT_S", 5.0, minimum=0.1, maximum=600),
             phone=env.text("MACHIAI_PHONE", "").strip(),
+            notify_lead_s=env.integer("WAITROOM_NOTIFY_LEAD_S", 300, minimum=10, maximum=86_400),
+            notify_extra_grace_s=env.integer(
+                "WAITROOM_NOTIFY_EXTRA_GRACE_S", 600, minimum=0, maximum=24 * 3600
+            ),
+            # The waitroom's own public base URL (booking reads the same variable).
+            public_url=(
+                env.url("MACHIAI_WAITROOM_URL", ("http", "https"))
+                or "http://{}:{}".format(
+                    env.text("MACHIAI_HOST", "127.0.0.1"),
+                    env.integer("WAITROOM_PORT", 8000, minimum=1, maximum=65535),
+                )
+            ).rstrip("/"),
         )

@@ -14,6 +14,7 @@ on a shared machine does not favour one case:
   (c) machiai join   POST /events/{id}/join (batched INCRBY via join_line-1.lua)
       machiai status GET /events/{id}/status with X-Machiai-Ticket (a wrk Lua
                      script hands every request one of 1,000 valid tickets)
+  (d) the same two on the same app with MACHIAI_METRICS=false: the metrics' cost
 
 and prints req/s, latency (avg, p50, p99) and the ratio to hello (aims:
 status >= 50 %, join >= 35 %) — measured two ways: req/s as wrk saw it, and the
@@ -309,7 +310,9 @@ def main() -> int:
         hello = Server("benchmarks.waitroom.apps:hello_app", env, "/hello")
         naive = Server("benchmarks.waitroom.apps:naive_app", env, "/naive/status")
         machiai = Server("waitroom.app:app_from_env", env, "/health")
-        servers.extend([hello, naive, machiai])
+        # The same app without its metrics (MACHIAI_METRICS=false): what they cost.
+        bare = Server("waitroom.app:app_from_env", {**env, "MACHIAI_METRICS": "false"}, "/health")
+        servers.extend([hello, naive, machiai, bare])
         tickets_file = str(tmp / "tickets.txt")
         rp = redis_server.pid or 0
         join_url = f"{machiai.url}/events/{EVENT_ID}/join"
@@ -323,6 +326,10 @@ def main() -> int:
             keep(wrk("(c) machiai join", join_url, tmp / "post.lua", [], opts, machiai.pid, rp))
             keep(wrk("(c) machiai status", status_url, tmp / "status.lua", [tickets_file], opts,
                      machiai.pid, rp))  # fmt: skip
+            keep(wrk("(d) no-metrics join", f"{bare.url}/events/{EVENT_ID}/join", tmp / "post.lua",
+                     [], opts, bare.pid, rp))  # fmt: skip
+            keep(wrk("(d) no-metrics status", f"{bare.url}/events/{EVENT_ID}/status",
+                     tmp / "status.lua", [tickets_file], opts, bare.pid, rp))  # fmt: skip
         for server in servers:
             server.stop()
         results = list(best.values())
@@ -381,6 +388,13 @@ def print_report(
         f"{join.rps / hello.rps:.0%} by req/s, {join.capacity / hello.capacity:.0%} by CPU "
         f"(line after the join runs: {line_len:,} residents)"
     )
+    for case, name in (("status", "(c) machiai status"), ("join", "(c) machiai join")):
+        on, off = by[name], by[name.replace("(c) machiai", "(d) no-metrics")]
+        print(
+            f"metrics cost on {case} (aim <= 5 %): {1 - on.rps / off.rps:+.1%} by req/s, "
+            f"{on.cpu_us / off.cpu_us - 1:+.1%} by CPU per request "
+            f"({on.cpu_us:.1f} vs {off.cpu_us:.1f} us)"
+        )
     per = (after - before) / LINE
     print()
     print(

@@ -10,6 +10,7 @@ from booking import openapi as doc
 from booking.domain import ClinicStaff, SlotSpec
 from booking.http import EVENT_ID, VACCINE_CODE, Endpoint, Fields, body, ctx_of, ok, query
 from booking.services import clinic, publish
+from machiai import inputs
 from machiai.openapi import Reply, Schema, array, boolean, integer, obj, string
 
 
@@ -131,11 +132,37 @@ async def list_bookings(request: Request) -> Response:
 async def mark_attendance(request: Request) -> Response:
     staff = staff_of(request)
     booking_id = http.path_param(request, "booking_id")
-    status = (await body(request)).text("status", max_len=10)
+    fields = await body(request)
+    status = fields.text("status", max_len=10)
     if status not in clinic.ATTENDANCE:
         raise http.invalid("status", "must be attended, no_show or confirmed", "値が不正です")
-    booking = await clinic.mark_attendance(ctx_of(request), staff, booking_id, status)
+    # The API takes the lot as stored (the console also takes what a person types).
+    lot = fields.opt_text("lot", max_len=20, pattern=LOT)
+    booking = await clinic.mark_attendance(ctx_of(request), staff, booking_id, status, lot)
     return ok({"booking": booking})
+
+
+LOT = inputs.exact(clinic.LOT_PATTERN)
+# "attended" may carry the vaccine's lot number; the other states carry none.
+ATTENDANCE_REQUEST: Schema = {
+    "oneOf": [
+        obj(
+            {"status": string(enum=("attended",))},
+            {
+                "lot": string(
+                    pattern=clinic.LOT_PATTERN,
+                    max_length=20,
+                    nullable=True,
+                    description="the vaccine's lot number (ロット番号), as on the vial",
+                )
+            },
+        ),
+        obj(
+            {"status": string(enum=("confirmed", "no_show"))},
+            {"lot": string(max_length=0, nullable=True, description="none (or empty)")},
+        ),
+    ]
+}
 
 
 CLOCK = string(pattern=http.CLOCK_PATTERN, description="HH:MM, Japan time")
@@ -288,7 +315,7 @@ ENDPOINTS = [
         auth="staff",
         roles=ROLES,
         params=(doc.path("booking_id", doc.UUID),),
-        request=obj({"status": string(enum=sorted(clinic.ATTENDANCE))}),
+        request=ATTENDANCE_REQUEST,
         response=obj({"booking": doc.BOOKING}),
         errors={
             404: ("no_booking",),

@@ -22,6 +22,8 @@ from booking.http import (
 )
 from booking.services import bookings, confirm, hold, sessions
 from booking.services.availability import SearchFilter, slot_json
+from machiai import contact as contact_rules
+from machiai import inputs
 from machiai.openapi import array, boolean, integer, obj, string, text
 
 
@@ -118,17 +120,32 @@ async def release_hold(request: Request) -> Response:
     return ok({"released": True})
 
 
+def contact_of(fields: http.Fields) -> tuple[confirm.Contact, dict[str, str]]:
+    """The optional ``email`` (and ``locale``, ja or en) of a confirm or change, and what
+    of it the idempotency key's request hash covers (nothing when none was given)."""
+    email = fields.opt_text("email", max_len=contact_rules.EMAIL_MAX_CHARS)
+    if email is not None and contact_rules.email_address(email) != email:
+        raise http.invalid(
+            "email", "is not an e-mail address", "メールアドレスの形式ではありません"
+        )
+    locale = fields.opt_text("locale", max_len=2, pattern=LOCALE)
+    given = {"email": email} if email is not None else {}
+    return confirm.Contact(email, contact_rules.locale(locale)), given
+
+
 async def confirm_booking(request: Request) -> Response:
     session, check = peek(request)
     sessions.require_admitted(session)
     fields = await body(request)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)
+    contact, given = contact_of(fields)
     idem = confirm.idempotency(
-        session.actor, "confirm", http.idempotency_key(request), {"hold_id": hold_id}
+        session.actor, "confirm", http.idempotency_key(request), {"hold_id": hold_id, **given}
     )
     result = await confirm.confirm_booking(
-        ctx_of(request), session.actor, session.resident, hold_id, idem, check=check
-    )
+        ctx_of(request), session.actor, session.resident, hold_id, idem, check=check,
+        contact=contact,
+    )  # fmt: skip
     return ok(result, status=201)
 
 
@@ -164,15 +181,17 @@ async def change_booking(request: Request) -> Response:
     booking_id = http.path_param(request, "booking_id")
     fields = await body(request)
     hold_id = fields.text("hold_id", pattern=HOLD_ID)
+    contact, given = contact_of(fields)
     idem = confirm.idempotency(
         session.actor,
         "change",
         http.idempotency_key(request),
-        {"booking_id": booking_id, "hold_id": hold_id},
+        {"booking_id": booking_id, "hold_id": hold_id, **given},
     )
     result = await confirm.confirm_booking(
-        ctx_of(request), session.actor, session.resident, hold_id, idem, replaces=booking_id
-    )
+        ctx_of(request), session.actor, session.resident, hold_id, idem, replaces=booking_id,
+        contact=contact,
+    )  # fmt: skip
     return ok(result)
 
 
@@ -201,6 +220,17 @@ HOLD_REFUSALS = {
     409: ("slot_full", "slot_closed", "slot_not_bookable", "hold_exists"),
 }
 BOOKING_ID = doc.path("booking_id", doc.UUID)
+LOCALE = inputs.exact("^(ja|en)$")
+# Where messages about the booking go: optional on a confirm and a change (a change without
+# one keeps the address the booking had).
+CONTACT = {
+    "email": string(
+        pattern=contact_rules.EMAIL_PATTERN,
+        max_length=contact_rules.EMAIL_MAX_CHARS,
+        description="where messages about this booking go (reminder the day before)",
+    ),
+    "locale": string(enum=("ja", "en"), description="the messages' language (default ja)"),
+}
 TAG = ("resident",)
 ENDPOINTS = [
     Endpoint(
@@ -283,7 +313,7 @@ ENDPOINTS = [
         "Confirm the held slot",
         auth="session",
         params=(doc.IDEMPOTENCY_KEY,),
-        request=obj({"hold_id": doc.HOLD_ID}),
+        request=obj({"hold_id": doc.HOLD_ID}, CONTACT),
         response=doc.ONE_BOOKING,
         status=201,
         errors={403: ("not_admitted",), **CONFIRM_REFUSALS},
@@ -322,7 +352,7 @@ ENDPOINTS = [
         "Move a booking to the held slot in one step",
         auth="session",
         params=(BOOKING_ID, doc.IDEMPOTENCY_KEY),
-        request=obj({"hold_id": doc.HOLD_ID}),
+        request=obj({"hold_id": doc.HOLD_ID}, CONTACT),
         response=doc.ONE_BOOKING,
         errors={403: ("not_admitted",), **CONFIRM_REFUSALS},
         tags=TAG,

@@ -74,6 +74,10 @@ REFUSED = {
         "This person has booked this dose again since, so this booking cannot go back to "
         "booked. Nothing was changed."
     ),
+    "invalid_input": N_(
+        "A lot number is up to 20 letters, digits and hyphens, as printed on the vial, and "
+        'goes with "vaccinated" only. Nothing was changed.'
+    ),
 }
 
 
@@ -90,6 +94,7 @@ def _row(booking: dict[str, Any], lang: str) -> dict[str, Any]:
         "vaccine": booking["vaccine_code"],
         "status": booking["status"],
         "status_label": tr(lang, STATUS_LABELS.get(booking["status"], booking["status"])),
+        "lot": booking.get("lot") or "",
     }
 
 
@@ -154,9 +159,16 @@ async def attendance(request: Request, fields: Form, lang: str, console: Console
         raise errors.Invalid()
     booking_id = fields.get("booking")
     day = read_day(fields.get("date")) or today()
+    # The lot goes with "vaccinated" only; the other buttons of the row's form ignore it.
+    lot = fields.get("lot") if status == "attended" else None
     try:
-        booking = await clinic.mark_attendance(ctx_of(request), staff, booking_id, status)
-    except (errors.AttendanceTooEarly, errors.BookingState, errors.AlreadyBooked) as exc:
+        booking = await clinic.mark_attendance(ctx_of(request), staff, booking_id, status, lot)
+    except (
+        errors.AttendanceTooEarly,
+        errors.BookingState,
+        errors.AlreadyBooked,
+        errors.Invalid,  # the lot, the one input the service checks past this point
+    ) as exc:
         return see_other(link(DAY, date=day.isoformat(), notice=exc.code, lang=lang))
     # Back to the booking's own day, at its row (the list may be long).
     day = instant(booking["starts_at"]).astimezone(JST).date()
@@ -166,7 +178,36 @@ async def attendance(request: Request, fields: Form, lang: str, console: Console
 
 def _csv_rows(day: date, rows: list[dict[str, Any]]) -> Iterator[list[Cell]]:
     for r in rows:
-        yield [day.isoformat(), r["time"], r["masked"], r["dose"], r["vaccine"], r["status_label"]]
+        yield [
+            day.isoformat(),
+            r["time"],
+            r["masked"],
+            r["dose"],
+            r["vaccine"],
+            r["status_label"],
+            r["lot"],
+        ]
+
+
+def day_csv_body(
+    bookings: list[dict[str, Any]], day: date, lang: str, encoding: CsvEncoding
+) -> Iterator[bytes]:
+    """The day's list as a file (booking.services.csv_export): the console's download and
+    ``machiai export day-list`` write these same bytes."""
+    header = [
+        tr(lang, N_("Date")),
+        tr(lang, N_("Time")),
+        tr(lang, N_("Voucher number (last 4 digits)")),
+        tr(lang, N_("Dose")),
+        tr(lang, N_("Vaccine")),
+        tr(lang, N_("Booking status")),
+        tr(lang, N_("Lot number")),
+    ]
+    return csv_chunks(header, _csv_rows(day, [_row(b, lang) for b in bookings]), encoding)
+
+
+def day_csv_filename(day: date, lang: str) -> str:
+    return tr(lang, N_("bookings-%(day)s.csv"), day=day.isoformat())
 
 
 @console_page(ROLE)
@@ -176,21 +217,13 @@ async def day_csv(request: Request, fields: Form, lang: str, console: Console) -
     day, _ = day_or_today(fields)
     encoding = CsvEncoding.parse(fields.opt("encoding"))
     bookings = await clinic.clinic_bookings(ctx_of(request), staff, day)
-    header = [
-        tr(lang, N_("Date")),
-        tr(lang, N_("Time")),
-        tr(lang, N_("Voucher number (last 4 digits)")),
-        tr(lang, N_("Dose")),
-        tr(lang, N_("Vaccine")),
-        tr(lang, N_("Booking status")),
-    ]
-    body = csv_chunks(header, _csv_rows(day, [_row(b, lang) for b in bookings]), encoding)
-    name = tr(lang, N_("bookings-%(day)s.csv"), day=day.isoformat())
     return StreamingResponse(
-        body,
+        day_csv_body(bookings, day, lang, encoding),
         media_type=f"text/csv; charset={encoding.charset}",
         headers={
             **SECURITY_HEADERS,
-            "Content-Disposition": attachment(name, f"bookings-{day.isoformat()}.csv"),
+            "Content-Disposition": attachment(
+                day_csv_filename(day, lang), f"bookings-{day.isoformat()}.csv"
+            ),
         },
     )

@@ -58,6 +58,8 @@ SECTIONS: dict[str, list[tuple[str, str]]] = {
         ("/staff/admin/registry", N_("Eligibility registry")),
         ("/staff/admin/staff", N_("Staff accounts")),
         ("/staff/admin/audit", N_("Audit log")),
+        ("/staff/admin/delivery", N_("Messages to residents")),
+        ("/staff/admin/export", N_("Vaccination ledger")),
     ],
 }
 

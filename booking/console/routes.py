@@ -6,7 +6,9 @@ from starlette.routing import Route
 
 from booking.console import (
     admin_audit,
+    admin_delivery,
     admin_events,
+    admin_export,
     admin_registry,
     admin_staff,
     clinic,
@@ -25,5 +27,7 @@ def routes() -> list[Route]:
         *admin_staff.routes(),
         *admin_registry.routes(),
         *admin_audit.routes(),
+        *admin_delivery.routes(),
+        *admin_export.routes(),
         *asset_routes(),
     ]

@@ -34,6 +34,7 @@ from booking.pages.common import (
     render,
     see_other,
 )
+from booking.pages.done import EMAIL_PROBLEM, email_choice, keep_query
 from booking.pages.session import current_session, nav, person, shown_booking
 from booking.services import bookings, confirm, hold, sessions
 from booking.services.availability import Availability, SearchFilter, SlotOffer
@@ -206,6 +207,20 @@ async def hold_post(request: Request, f: Form, lang: str) -> Response:
 
 @page
 async def review(request: Request, q: Form, lang: str) -> Response:
+    return await review_page(request, q, lang)
+
+
+async def review_page(
+    request: Request,
+    q: Form,
+    lang: str,
+    *,
+    email: str = "",
+    problems: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The review page; again with the typed address and its problem when the confirm
+    refused the address (nothing was booked; the hold is still the resident's)."""
     params = _params(q)
     ctx = ctx_of(request)
     token, session = await current_session(request, q)
@@ -244,7 +259,10 @@ async def review(request: Request, q: Form, lang: str) -> Response:
             "extended": q.get("x") == "1",
             # One key per review: the same form sent twice books once.
             "key": secrets.token_hex(16),
+            "email": email,
+            "problems": problems or {},
         },
+        status=status,
     )
 
 
@@ -283,6 +301,14 @@ async def confirm_post(request: Request, f: Form, lang: str) -> Response:
     sessions.require_admitted(session)
     resident = person(session, params["who"])
     hold_id = f.get("h")
+    typed = f.get("email")
+    contact = email_choice(typed, lang)
+    if contact is None:
+        # The address is refused before anything is booked: the review page again, with
+        # what was typed and why (the hold is untouched).
+        keep_query(request, f)
+        problems = {"email": EMAIL_PROBLEM}
+        return await review_page(request, f, lang, email=typed, problems=problems, status=422)
     idem = confirm.idempotency(
         session.actor,
         "change" if replaces else "confirm",
@@ -291,8 +317,9 @@ async def confirm_post(request: Request, f: Form, lang: str) -> Response:
     )
     try:
         result = await confirm.confirm_booking(
-            ctx_of(request), session.actor, resident, hold_id, idem, replaces=replaces
-        )
+            ctx_of(request), session.actor, resident, hold_id, idem, replaces=replaces,
+            contact=contact,
+        )  # fmt: skip
     except errors.AppError as exc:
         return _back_to_list(exc, f, lang)
     booking_id = result["booking"]["booking_id"]
@@ -305,31 +332,6 @@ async def confirm_post(request: Request, f: Form, lang: str) -> Response:
             changed="1" if replaces else None,
             lang=lang,
         )
-    )
-
-
-@page
-async def done(request: Request, q: Form, lang: str) -> Response:
-    ctx = ctx_of(request)
-    shown = await shown_booking(request, q)
-    booking = shown.booking
-    clinic = (await availability(request).clinics(ctx, [booking["clinic_id"]])).get(
-        booking["clinic_id"]
-    )
-    return render(
-        request,
-        "done.html",
-        lang,
-        {
-            "title": tr(lang, N_("Your booking is confirmed")),
-            "nav": nav(shown.token, shown.session, lang),
-            "s": shown.token,
-            "who": shown.resident.voucher,
-            "booking": booking,
-            "starts_at": datetime.fromisoformat(booking["starts_at"]),
-            "clinic": clinic,
-            "changed": q.get("changed") == "1",
-        },
     )
 
 
@@ -387,6 +389,5 @@ def routes() -> list[Route]:
         Route("/book/extend", extend_post, methods=["POST"]),
         Route("/book/release", release_post, methods=["POST"]),
         Route("/book/confirm", confirm_post, methods=["POST"]),
-        Route("/book/done", done, methods=["GET"]),
         Route("/book/ics", ics, methods=["GET"]),
     ]

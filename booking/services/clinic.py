@@ -7,6 +7,8 @@ change reaches Redis (and the waitroom's count of places) at once.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from datetime import date
 from typing import Any
@@ -18,6 +20,35 @@ from booking.store import pg, pg_clinic
 from machiai.tokens import StaffClaims
 
 ATTENDANCE = ("attended", "no_show", "confirmed")
+# A vaccine's lot number (ロット番号) as printed on the vial and the vaccination record:
+# letters and digits, sometimes a hyphen (FF2847, EY0779, 3003302, 000046A). The same
+# shape as bookings.lot's CHECK (migration 0011).
+LOT_PATTERN = "^[A-Z0-9][A-Z0-9-]{0,19}$"
+LOT = re.compile(LOT_PATTERN)
+
+
+def lot_of(raw: str | None, status: str) -> str | None:
+    """The lot number as stored: typed in full-width (an input method's default) or lower
+    case, it is the same lot, so it is normalised (NFKC, upper case); empty is none.
+
+    Promise: only a vaccination that happened has a lot, so a lot with any other status is
+    refused rather than dropped (the clinic meant something)."""
+    text = unicodedata.normalize("NFKC", raw or "").strip().upper()
+    if not text:
+        return None
+    if not LOT.fullmatch(text):
+        raise errors.Invalid(
+            "lot: up to 20 letters, digits and hyphens, as printed on the vial",
+            "lot: ロット番号は英字・数字・ハイフン 20 文字以内で入力してください",
+            detail={"field": "lot"},
+        )
+    if status != "attended":
+        raise errors.Invalid(
+            "lot: only with status attended",
+            "lot: ロット番号は接種済みのときだけ記録できます",
+            detail={"field": "lot"},
+        )
+    return text
 
 
 def clinic_staff(claims: StaffClaims) -> ClinicStaff:
@@ -57,10 +88,12 @@ async def clinic_bookings(ctx: Ctx, staff: ClinicStaff, day: date) -> list[dict[
 
 
 async def mark_attendance(
-    ctx: Ctx, staff: ClinicStaff, booking_id: str, status: str
+    ctx: Ctx, staff: ClinicStaff, booking_id: str, status: str, lot: str | None = None
 ) -> dict[str, Any]:
-    """Mark a booking of this clinic attended / no_show (or back to confirmed)."""
+    """Mark a booking of this clinic attended (with its lot number, when given) / no_show
+    (or back to confirmed); ``lot`` is checked by ``lot_of`` first."""
     bid = _id(booking_id, errors.NoBooking())
     assert status in ATTENDANCE
+    lot = lot_of(lot, status)
     async with pg.acquire(ctx.pool) as conn:
-        return await pg_clinic.mark_attendance(conn, staff, bid, status)
+        return await pg_clinic.mark_attendance(conn, staff, bid, status, lot)

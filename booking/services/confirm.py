@@ -23,6 +23,14 @@ from machiai.pg import Conn
 
 
 @dataclass(frozen=True, slots=True)
+class Contact:
+    """Where a resident asked messages to go: an address (None: none given) and a language."""
+
+    email: str | None
+    locale: str = "ja"
+
+
+@dataclass(frozen=True, slots=True)
 class Idempotency:
     scope: str
     key: str
@@ -96,11 +104,14 @@ async def confirm_booking(
     idem: Idempotency | None = None,
     replaces: str | None = None,
     check: sessions.LivenessCheck | None = None,
+    contact: Contact | None = None,
 ) -> dict[str, Any]:
     """Turn the resident's live hold into a booking (replacing ``replaces`` if given).
 
     A session liveness check owed (``check``) travels with the hold claim; a lapsed
-    session books nothing (its claimed hold lapses on its own).
+    session books nothing (its claimed hold lapses on its own). ``contact``: where
+    messages about the booking go, written with the booking in the same statement (a
+    change without one keeps the address of the booking it replaces).
 
     A retried request (same idempotency key) gets the first one's result, without a read
     of the idempotency record up front on every confirm: a retry that comes after its twin
@@ -144,6 +155,8 @@ async def confirm_booking(
         staff_id=None if actor.staff_id is None else uuid.UUID(actor.staff_id),
         replaces=replaces_id,
         idem=None if idem is None else idem.record,
+        email=None if contact is None else contact.email,
+        locale="ja" if contact is None else contact.locale,
     )
     lock_timeout_ms = ctx.settings.lock_timeout_ms
     try:

@@ -31,7 +31,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from enum import StrEnum
 from urllib.parse import quote
 
@@ -81,6 +81,32 @@ def escape_cell(value: Cell) -> str:
     return text
 
 
+class _Writer:
+    """Rows to encoded pieces of about ``CHUNK_CHARS`` characters (the header first), one
+    writer for the sync and the async file below, so both keep the promises above."""
+
+    def __init__(self, header: Sequence[str], encoding: CsvEncoding) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")  # RFC 4180, as Excel
+        self._encoding = encoding
+        # Promise: Excel reads UTF-8 right only after a byte-order mark.
+        self._first = codecs.BOM_UTF8 if encoding is CsvEncoding.UTF8 else b""
+        self._writer.writerow([escape_cell(h) for h in header])
+
+    def row(self, row: Sequence[Cell]) -> bytes | None:
+        """Writes ``row``; a piece once enough text has gathered."""
+        self._writer.writerow([escape_cell(cell) for cell in row])
+        return self.take() if self._buffer.tell() >= CHUNK_CHARS else None
+
+    def take(self) -> bytes:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        first, self._first = self._first, b""
+        # Promise: a character cp932 cannot hold becomes "?" (never a refusal mid-file).
+        return first + text.encode(self._encoding.codec, "replace")
+
+
 def csv_chunks(
     header: Sequence[str],
     rows: Iterable[Sequence[Cell]],
@@ -88,25 +114,28 @@ def csv_chunks(
 ) -> Iterator[bytes]:
     """The file as encoded pieces of about ``CHUNK_CHARS`` characters, header first; rows
     are read from ``rows`` as the pieces are asked for (a generator is never held whole)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180, and what Excel writes
-
-    def take() -> bytes:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        # Promise: a character cp932 cannot hold becomes "?" (never a refusal mid-file).
-        return text.encode(encoding.codec, "replace")
-
-    writer.writerow([escape_cell(h) for h in header])
-    # Promise: Excel reads UTF-8 right only after a byte-order mark.
-    first = codecs.BOM_UTF8 if encoding is CsvEncoding.UTF8 else b""
+    writer = _Writer(header, encoding)
     for row in rows:
-        writer.writerow([escape_cell(cell) for cell in row])
-        if buffer.tell() >= CHUNK_CHARS:
-            yield first + take()
-            first = b""
-    yield first + take()
+        piece = writer.row(row)
+        if piece is not None:
+            yield piece
+    yield writer.take()
+
+
+async def csv_stream(
+    header: Sequence[str],
+    batches: AsyncIterable[Iterable[Sequence[Cell]]],
+    encoding: CsvEncoding = CsvEncoding.UTF8,
+) -> AsyncIterator[bytes]:
+    """As ``csv_chunks``, from rows that arrive in batches (a database cursor): one batch is
+    held at a time, and a piece leaves as soon as it is full."""
+    writer = _Writer(header, encoding)
+    async for batch in batches:
+        for row in batch:
+            piece = writer.row(row)
+            if piece is not None:
+                yield piece
+    yield writer.take()
 
 
 _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._-]+")

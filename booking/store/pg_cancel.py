@@ -66,7 +66,8 @@ async def cancel(
             before=before,
             after=after,
         )
-        await pg.outbox(conn, "booking.booking.cancelled", after)
+        # Who cancelled (resident or staff), for the resident's message (booking/delivery).
+        await pg.outbox(conn, "booking.booking.cancelled", {**after, "cancelled_by": actor_kind})
         response = {"booking": after}
         if idem is not None:
             await pg.record_idempotent(conn, idem[0], idem[1], idem[2], 200, response)

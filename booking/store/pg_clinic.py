@@ -172,7 +172,8 @@ async def update_slot(
 async def clinic_bookings(conn: Conn, clinic_id: str, day: date) -> list[dict[str, Any]]:
     start, end = day_bounds(day)
     rows = await conn.fetch(
-        f"SELECT ({pg.BOOKING_JSON} || jsonb_build_object('voucher_number', b.voucher_number))"
+        f"SELECT ({pg.BOOKING_JSON} || jsonb_build_object('voucher_number', b.voucher_number, "
+        "'lot', b.lot))"
         f"::text AS booking FROM {pg.BOOKING_FROM} "
         "WHERE s.clinic_id = $1 AND b.slot_starts_at >= $2 AND b.slot_starts_at < $3 "
         "AND b.status <> 'cancelled' ORDER BY b.slot_starts_at, b.created_at",
@@ -184,8 +185,10 @@ async def clinic_bookings(conn: Conn, clinic_id: str, day: date) -> list[dict[st
 
 
 async def mark_attendance(
-    conn: Conn, staff: ClinicStaff, booking_id: uuid.UUID, status: str
+    conn: Conn, staff: ClinicStaff, booking_id: uuid.UUID, status: str, lot: str | None = None
 ) -> dict[str, Any]:
+    """Set the booking's status; the lot number goes with "attended" only (any other status
+    clears it: a lot recorded for a vaccination that did not happen would reach the ledger)."""
     async with conn.transaction():
         # The appointment's day and today, in Japan time (the clinic's calendar).
         row = await conn.fetchrow(
@@ -208,9 +211,11 @@ async def mark_attendance(
         before = await pg.booking_by_id(conn, booking_id)
         try:
             await conn.execute(
-                "UPDATE bookings SET status = $2::booking_status, updated_at = now() WHERE id = $1",
+                "UPDATE bookings SET status = $2::booking_status, updated_at = now(), "
+                "lot = CASE WHEN $2 = 'attended' THEN $3 END WHERE id = $1",
                 booking_id,
                 status,
+                lot,
             )
         except asyncpg.exceptions.UniqueViolationError:
             raise errors.AlreadyBooked() from None
@@ -224,6 +229,7 @@ async def mark_attendance(
             action=f"booking.booking.{status}",
             target=str(booking_id),
             before=before,
-            after=after,
+            # The entry says which lot was recorded (the booking's own view has no lot).
+            after={**after, "lot": lot} if status == "attended" else after,
         )
     return after

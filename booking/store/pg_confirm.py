@@ -40,6 +40,10 @@ class BookRequest:
     staff_id: uuid.UUID | None
     replaces: uuid.UUID | None
     idem: tuple[str, str, str] | None  # (scope, key, request hash)
+    # Where messages about the booking go (None: none given; a change keeps the old one)
+    # and their language.
+    email: str | None = None
+    locale: str = "ja"
 
 
 _SLOT_STATE = f"s.id, {pg.SLOT_STATE_COLUMNS}"
@@ -55,15 +59,15 @@ def _book_sql(*, change: bool) -> str:
     guard, the dose rules, the insert and its records are written once for both.
 
     $1 slot, $2 municipality, $3 voucher, $4 confirmation code, $5 channel, $6 staff id,
-    $7 actor kind, $8 actor id, $9-$11 idempotency (scope, key, request hash); a change
-    also $12, the booking it replaces."""
+    $7 actor kind, $8 actor id, $9-$11 idempotency (scope, key, request hash), $12 contact
+    e-mail (or NULL), $13 its locale; a change also $14, the booking it replaces."""
     prior = (
         """
 prior AS MATERIALIZED (
     -- The booking a change moves from: the resident's own, still confirmed, on another
     -- slot; locked, so a concurrent cancel of it waits for us.
     SELECT b.id, b.slot_id, b.dose_number, b.channel FROM bookings b
-    WHERE b.id = $12 AND b.municipality_code = $2 AND b.voucher_number = $3
+    WHERE b.id = $14 AND b.municipality_code = $2 AND b.voucher_number = $3
       AND b.status = 'confirmed' AND b.slot_id <> $1
     FOR UPDATE
 ),"""
@@ -87,7 +91,7 @@ old AS (
     SET status = 'cancelled', cancelled_at = now(), updated_at = now(), replaced_by = new.id
     FROM prior, new
     WHERE b.id = prior.id
-    RETURNING b.id, b.slot_id, b.channel
+    RETURNING b.id, b.slot_id, b.channel, b.contact_email, b.contact_locale
 ),
 old_slot AS (
     -- Its place goes back to the pool it came from (the old booking's channel).
@@ -106,8 +110,15 @@ old_slot AS (
         "new.id, ",
         "slot JOIN new ON true LEFT JOIN old ON true",
     )
+    # The resident's address goes in with the row (no second statement on the hot path);
+    # a change keeps the old booking's address and language unless a new address is given.
+    contact = (
+        "COALESCE($12::text, old.contact_email), "
+        "CASE WHEN $12::text IS NULL THEN COALESCE(old.contact_locale, $13) ELSE $13 END"
+    )
     if not change:
         id_column, new_id, new_from = ("", "", "slot")
+        contact = "$12::text, $13::text"
     action = "booking.booking.changed" if change else "booking.booking.confirmed"
     before = "(SELECT jsonb_build_object('booking_id', old.id::text) FROM old)"
     state = ", ".join(f"slot.{name}" for name in pg.STATE_FIELDS)
@@ -155,9 +166,10 @@ ins AS (
     -- change's old booking is cancelled first, so it never counts against its
     -- replacement.
     INSERT INTO bookings ({id_column}confirmation_code, slot_id, municipality_code, voucher_number,
-                          dose_number, vaccine_code, slot_starts_at, channel, created_by)
+                          dose_number, vaccine_code, slot_starts_at, channel, created_by,
+                          contact_email, contact_locale)
     SELECT {new_id}$4, slot.id, $2, $3, slot.dose_number, slot.vaccine_code, slot.starts_at,
-           $5::booking_channel, $6::uuid
+           $5::booking_channel, $6::uuid, {contact}
     FROM {new_from}
     RETURNING id, confirmation_code, slot_id, slot_starts_at, dose_number, vaccine_code,
               status, channel, created_at
@@ -241,6 +253,8 @@ async def _book(conn: Conn, req: BookRequest) -> pg.Outcome:
         scope,
         key,
         digest,
+        req.email,
+        req.locale,
     ]
     try:
         if req.replaces is None:

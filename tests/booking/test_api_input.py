@@ -15,7 +15,7 @@ from booking.app import ENDPOINTS
 from booking.console.routes import routes as console_routes
 from booking.http import JST, Endpoint
 from booking.openapi import build_openapi, doc_path
-from booking.pages import book, home, mine, signin
+from booking.pages import book, done, home, mine, signin
 from booking.pages.common import asset_routes
 from booking.settings import BookingSettings
 from tests.booking.client import code, mint_pass, open_session, running, staff_token
@@ -34,7 +34,7 @@ def role_for(ep: Endpoint) -> str:
         return "operator"
     if ep.path.startswith("/api/clinic"):
         return "clinic"
-    if ep.path.startswith("/api/registry"):
+    if ep.path.startswith(("/api/registry", "/api/exports")):
         return "admin"
     return ep.auth
 
@@ -130,7 +130,9 @@ async def test_bad_input_everywhere_is_4xx_and_writes_nothing(
                 await send(ep, path, content=b"\xff\xfe")
                 if ep.request:
                     for wrong in WRONG_VALUES:
-                        fields = ep.request["properties"]
+                        # An object's fields, or those of each of its alternatives (oneOf).
+                        alternatives = ep.request.get("oneOf", [ep.request])
+                        fields = {n for alt in alternatives for n in alt["properties"]}
                         await send(ep, path, json={name: wrong for name in fields})
                     await send(ep, path, json={})
             # Without credentials, protected endpoints refuse.
@@ -167,7 +169,7 @@ async def test_the_document_lists_every_route_with_its_methods(
     pages, the staff consoles and their static files (HTML for people, not the API)."""
     pages = {
         r.path
-        for r in (*book.routes(), *signin.routes(), *mine.routes(), *home.routes())
+        for r in (*book.routes(), *done.routes(), *signin.routes(), *mine.routes(), *home.routes())
         + tuple(asset_routes())
         + tuple(console_routes())
         if isinstance(r, Route)

@@ -237,7 +237,9 @@ async def test_the_days_csv(
         )
         assert r.headers["x-content-type-options"] == "nosniff"
         rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"), newline="")))
-        assert rows[0] == ["日付", "時刻", "接種券番号（下4桁）", "接種回", "ワクチン", "状態"]
+        assert rows[0] == [
+            "日付", "時刻", "接種券番号（下4桁）", "接種回", "ワクチン", "状態", "ロット番号"
+        ]  # fmt: skip
         assert rows[1:] == [
             [
                 day.isoformat(),
@@ -246,6 +248,7 @@ async def test_the_days_csv(
                 "1",
                 "comirnaty",
                 "予約済み",
+                "",
             ],
             [
                 day.isoformat(),
@@ -254,6 +257,7 @@ async def test_the_days_csv(
                 "1",
                 "comirnaty",
                 "予約済み",
+                "",
             ],
         ]
         assert voucher(1).encode() not in r.content
@@ -268,7 +272,7 @@ async def test_the_days_csv(
 
         english = await client.get(f"/staff/clinic/day.csv?date={day.isoformat()}&lang=en")
         assert english.content.decode("utf-8-sig").startswith(
-            "Date,Time,Voucher number (last 4 digits),Dose,Vaccine,Booking status\r\n"
+            "Date,Time,Voucher number (last 4 digits),Dose,Vaccine,Booking status,Lot number\r\n"
         )
 
 

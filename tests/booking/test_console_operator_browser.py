@@ -99,6 +99,9 @@ async def test_a_whole_call_by_keyboard(
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/review?*replaces=*")
             await check.look(page, "console-operator-review-change")
+            # Enter once the page has put the focus on its confirm button (as the first
+            # review above asserts), not before.
+            await page.wait_for_function("document.activeElement?.tagName === 'BUTTON'")
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/done?*changed=1*")
             assert "予約を変更しました" in await page.locator("h1").inner_text()

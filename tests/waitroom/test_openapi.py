@@ -13,7 +13,14 @@ from tests.waitroom.conftest import AppFactory, running
 from waitroom.web.openapi import DOCUMENT
 from waitroom.web.page import CSS, JS
 
-PAGES = {"/", "/events/{event_id}/wait", "/events/{event_id}/shuffle", CSS.path, JS.path}
+PAGES = {
+    "/",
+    "/events/{event_id}/wait",
+    "/events/{event_id}/shuffle",
+    "/events/{event_id}/notify",  # issue 15's form, for people
+    CSS.path,
+    JS.path,
+}
 
 
 async def test_the_document_lists_every_route_with_its_methods(make_app: AppFactory) -> None:

@@ -1,9 +1,11 @@
 --[[
-  issue_pass-7: decide an admitted ticket's admission pass, at most one live pass per ticket.
+  issue_pass-8: decide an admitted ticket's admission pass, at most one live pass per ticket.
 
   Every check comes before the first write: the event is loaded and not closed; the
   ticket's line index is below the admitted counter and not below the floor; its turn
-  (the second its index was admitted, found in the batches) is no older than grace_ms;
+  (the second its index was admitted, found in the batches) is no older than grace_ms,
+  or grace_ms + extra_grace_ms for a ticket that asked to be told its turn is near
+  (KEYS[8]: the message may reach them late, so their turn waits longer);
   the ticket has not entered (KEYS[7]) and its recorded pass was not redeemed (KEYS[3]).
   Then:
     * a recorded pass that has not expired is returned again (code 1), nothing written;
@@ -21,6 +23,7 @@
           until the later of the turn's grace end and the pass's expiry, plus a minute
   KEYS[5] issued zset (ticket id -> admission ms)
   KEYS[6] passes zset ("pass id|ticket id" -> expiry ms)   KEYS[7] entered zset (ticket id -> ms)
+  KEYS[8] grace-ext zset (ticket ids whose grace is extended -> line index)
 
   ARGV[1] ticket id       ARGV[2] line index    ARGV[3] pass id, if a new pass is recorded
   ARGV[4] issued_s: unix seconds on the waitroom process's own clock, if a new pass is
@@ -28,6 +31,7 @@
           refuses one signed in the future)
   ARGV[5] pass_ttl_ms     ARGV[6] grace_ms      ARGV[7] hold_ms
   ARGV[8] now_ms override for tests ('' = Redis TIME: turns and expiries are on Redis time)
+  ARGV[9] extra_grace_ms: added to grace_ms for a ticket in KEYS[8] (0: none)
 
   Returns  {code, pass_id, issued_s, admitted_ms, expires_ms}
            code 0 new pass recorded, 1 the same live pass again
@@ -35,8 +39,10 @@
 ]]
 local event_key, batches_key, used_key = KEYS[1], KEYS[2], KEYS[3]
 local record_key, issued_key, passes_key, entered_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local grace_ext_key = KEYS[8]
 local ticket_id, index = ARGV[1], tonumber(ARGV[2])
 local pass_ttl_ms, grace_ms, hold_ms = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local extra_grace_ms = tonumber(ARGV[9])
 local now_ms
 if ARGV[8] ~= '' then
   now_ms = tonumber(ARGV[8])
@@ -65,6 +71,11 @@ while lo <= hi do
 end
 if admitted_s == nil then return -7 end
 local admitted_ms = admitted_s * 1000
+-- Read only when the plain grace has passed: the common entry costs no extra lookup.
+if now_ms - admitted_ms > grace_ms and extra_grace_ms > 0
+    and redis.call('ZSCORE', grace_ext_key, ticket_id) then
+  grace_ms = grace_ms + extra_grace_ms
+end
 if now_ms - admitted_ms > grace_ms then return -7 end
 
 if redis.call('ZSCORE', entered_key, ticket_id) then return -8 end

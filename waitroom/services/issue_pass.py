@@ -63,6 +63,8 @@ async def issue_pass(
                 grace_ms=settings.grace_s * 1000,
                 hold_ms=settings.hold_s * 1000,
                 now_ms=clock(),
+                # A resident who asked to be told their turn is near keeps it longer.
+                extra_grace_ms=settings.notify_extra_grace_s * 1000,
             )
         except ScriptRefused as refused:
             if refused.code is not ScriptError.NOT_LOADED:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from machiai import metrics
 from waitroom.errors import EventNotFound, ScriptError, StoreUnavailable
 from waitroom.services.pace import FlowHistory, Forecast, forecast, limits_of
 from waitroom.settings import WaitroomSettings
@@ -164,6 +165,10 @@ class Line:
             return await self.kick(event_id)  # the first look: one shared round trip
         return entry.snapshot
 
+    def snapshots(self) -> list[Snapshot]:
+        """The snapshots of the events this process has in use (the notifier's round)."""
+        return [e.snapshot for e in self._events.values() if e.snapshot is not None]
+
     def cached(self, event_id: str) -> Snapshot | None:
         entry = self._events.get(event_id)
         return entry.snapshot if entry is not None else None
@@ -274,6 +279,16 @@ class Line:
         batches = tuple(merged)
         entry.since_s = batches[-1][0] if batches else 0
         now_s = live.now_ms / 1000
+        metrics.report_line(
+            entry.config.event_id,
+            waiting=max(0, live.line_length - live.admitted),
+            admitted=live.admitted,
+            active=live.active,
+            factor=live.factor,
+            is_open=live.state == "open",
+            abandoned=live.dormant,
+            left=live.remaining,
+        )
         if live.opened_ms is not None:
             entry.history.add(
                 now_s, live.admitted, live.active, live.factor, live.dormant, live.matured

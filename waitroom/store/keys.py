@@ -41,3 +41,24 @@ def entered(prefix: str, event_id: str) -> str:
 def ticket_pass(prefix: str, event_id: str, ticket_id: str) -> str:
     """STRING with expiry: the pass of one admitted ticket ("pass_id|expires_ms|issued_s")."""
     return f"{shared.event_tag(prefix, event_id)}:wr:tp:{ticket_id}"
+
+
+# -- "your turn is near" (issue 15): opt-ins of residents who left an address --------------
+def optins(prefix: str, event_id: str) -> str:
+    """ZSET: ticket ids waiting for their "your turn is near" message -> line index."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:optins"
+
+
+def optin_data(prefix: str, event_id: str) -> str:
+    """HASH: ticket id -> "line index|locale|kind|address|ticket token" of an opt-in not sent."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:optin-data"
+
+
+def optin_claims(prefix: str, event_id: str) -> str:
+    """ZSET: ticket ids a notifier took and has not yet written -> lease expiry ms."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:optin-claims"
+
+
+def grace_ext(prefix: str, event_id: str) -> str:
+    """ZSET: ticket ids whose turn's grace is extended (they opted in) -> line index."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:grace-ext"

@@ -282,9 +282,11 @@ class RedisStore:
         grace_ms: int,
         hold_ms: int,
         now_ms: int | None = None,
+        extra_grace_ms: int = 0,
     ) -> PassResult:
         """The ticket's one live pass: ``pass_id`` issued at ``issued_s`` (unix seconds, this
-        process's clock) if none is live, else the live one again; refuses if not its turn."""
+        process's clock) if none is live, else the live one again; refuses if not its turn
+        (``extra_grace_ms`` longer for a ticket that opted in to "your turn is near")."""
         p = self.prefix
         reply = await self._run(
             "issue_pass",
@@ -296,6 +298,7 @@ class RedisStore:
                 keys.issued(p, event_id),
                 keys.passes(p, event_id),
                 keys.entered(p, event_id),
+                keys.grace_ext(p, event_id),
             ],
             [
                 ticket_id,
@@ -306,6 +309,7 @@ class RedisStore:
                 grace_ms,
                 hold_ms,
                 _now_arg(now_ms),
+                extra_grace_ms,
             ],  # fmt: skip
         )
         code, pass_out, issued_out, admitted_ms, expires_ms = reply
@@ -370,3 +374,58 @@ class RedisStore:
             ],
         )
         return bool(reply == 1)
+
+    # -- "your turn is near" (opt_in-5, claim_optins-5, settle_optins-3) -------------------
+    def _optin_keys(self, event_id: str) -> list[str]:
+        p = self.prefix
+        return [
+            keys.optins(p, event_id),
+            keys.optin_data(p, event_id),
+            keys.optin_claims(p, event_id),
+        ]
+
+    async def opt_in(self, event_id: str, ticket_id: str, line_index: int, record: str) -> int:
+        """Record a waiting ticket's opt-in (``record``: "locale|kind|address|token"):
+        0 new, 1 replaced the ticket's earlier one, 2 its message is being written."""
+        p = self.prefix
+        reply = await self._run(
+            "opt_in",
+            [keys.event(p, event_id), *self._optin_keys(event_id), keys.grace_ext(p, event_id)],
+            [ticket_id, line_index, record],
+        )
+        return int(reply)
+
+    async def claim_optins(
+        self, event_id: str, *, lead: int, most: int, lease_ms: int, now_ms: int | None = None
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """(admitted counter, [(ticket id, "index|locale|kind|address|token")]): opt-ins
+        whose index is below admitted + ``lead``, and claims whose lease ran out."""
+        p = self.prefix
+        reply = await self._run(
+            "claim_optins",
+            [keys.event(p, event_id), *self._optin_keys(event_id), keys.grace_ext(p, event_id)],
+            [_now_arg(now_ms), lead, most, lease_ms],
+        )
+        flat = reply[1]
+        taken = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return int(reply[0]), taken
+
+    async def settle_optins(self, event_id: str, ticket_ids: Sequence[str], *, done: bool) -> int:
+        """Claims written (``done``: forgotten) or not (back in line for the next claim)."""
+        if not ticket_ids:
+            return 0
+        reply = await self._run(
+            "settle_optins", self._optin_keys(event_id), ["done" if done else "back", *ticket_ids]
+        )
+        return int(reply)
+
+    async def grace_extended(self, event_id: str, ticket_id: str) -> bool:
+        """True when the ticket's turn has the longer grace of an opt-in (a plain ZSCORE,
+        asked only by the waiting page of a turn past its plain grace)."""
+        try:
+            found = await self._wire.execute(
+                "ZSCORE", keys.grace_ext(self.prefix, event_id), ticket_id
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable() from exc
+        return found is not None

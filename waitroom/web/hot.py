@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from machiai.errors import AppError, app_error_handler
+from machiai.metrics import ROUTE_KEY
 from waitroom.services.context import Waitroom
 from waitroom.services.join_line import join_line
 from waitroom.services.tickets import load_ticket, status_of
@@ -22,6 +23,9 @@ from waitroom.store.keys import EVENT_ID
 from waitroom.web.common import client_id, ticket_cookie, ticket_token
 from waitroom.web.common import status_json as render_status
 
+# The routes these answers stand in for (waitroom/app.py routes the same paths).
+STATUS_ROUTE = "/events/{event_id}/status"
+JOIN_ROUTE = "/events/{event_id}/join"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -36,11 +40,13 @@ class HotPaths:
             if method == "GET" and path.endswith("/status"):
                 event_id = path[8:-7]
                 if EVENT_ID.match(event_id):
+                    scope[ROUTE_KEY] = STATUS_ROUTE  # the router's label, for the metrics
                     await self.status(scope, receive, send, event_id)
                     return
             elif method == "POST" and path.endswith("/join") and _bodiless(scope):
                 event_id = path[8:-5]
                 if EVENT_ID.match(event_id):
+                    scope[ROUTE_KEY] = JOIN_ROUTE
                     await self.join(scope, receive, send, event_id)
                     return
         await self.app(scope, receive, send)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from machiai import inputs
 from machiai.health import HEALTH_OPERATIONS
+from machiai.metrics import METRICS_OPERATION
 from machiai.openapi import (
     DOCUMENT_OPERATION,
     Operation,
@@ -250,7 +251,8 @@ OPERATIONS: tuple[Operation, ...] = (
             **UNKNOWN_EVENT,
             **BODY,
             403: ("cross_site_join",),
-            409: ("event_closed",),
+            # Before the pre-queue opens, join_line-1.lua refuses (NOT_OPEN_YET).
+            409: ("event_closed", "event_not_open_yet"),
             429: ("too_many_requests",),
         },
         tags=("line",),
@@ -329,7 +331,7 @@ DOCUMENT: dict[str, Any] = document(
     description="The line (tickets, status polls, the pass into booking) and the municipal "
     'administrators\' event API. Errors: {"error": {"code", "message"}}, Japanese by '
     "default, English with Accept-Language: en.",
-    operations=[*OPERATIONS, *HEALTH_OPERATIONS, DOCUMENT_OPERATION],
+    operations=[*OPERATIONS, *HEALTH_OPERATIONS, METRICS_OPERATION, DOCUMENT_OPERATION],
     security_schemes={
         "ticket": header_key("X-Machiai-Ticket", "the ticket from POST /events/{id}/join"),
         "staff": bearer("staff token from booking's POST /api/staff/login (role admin)"),

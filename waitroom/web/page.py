@@ -26,6 +26,7 @@ from machiai.pages import SECURITY_HEADERS, Asset
 from waitroom.errors import EventNotFound
 from waitroom.services.estimate_wait import Phase, TicketStatus
 from waitroom.services.tickets import load_ticket, status_of
+from waitroom.services.turn_notice import extended_status
 from waitroom.web.common import (
     english,
     event_id_of,
@@ -183,6 +184,10 @@ def _status_view(
             view.lines.extend(chance_texts(phone, lang))
         elif st.phase is Phase.SOLD_OUT:
             view.lines.append(phone_text(phone, lang))
+        # Issue 15: a page of its own (this one reloads itself without JavaScript).
+        view.links.insert(
+            0, (f"/events/{event_id}/notify?{q}", tr(lang, "Get a message when your turn is near"))
+        )
     if st.prequeue_no is not None and st.line_index is not None:
         # The draw, told so it can be checked: number → place, and where to check it.
         view.notes.insert(
@@ -254,7 +259,14 @@ async def page(request: Request) -> Response:
             st = await status_of(wr, ticket, snap)
             if as_json:
                 return status_response(event_id, st)
-            view = _status_view(view, st, event_id, token, lang, phone)
+            extended = await extended_status(wr, ticket, st)
+            view = _status_view(view, extended, event_id, token, lang, phone)
+            if extended is not st:
+                # The status poll says "expired" (plain grace): no script to contradict the
+                # page; the button and the refresh to the entry are what the resident needs.
+                view.poll_url = None
+            if request.query_params.get("notify") == "saved" and st.phase is not Phase.ADMITTED:
+                view.notes.insert(0, tr(lang, "We will send you a message when your turn is near."))
             if view.poll_url:
                 view.texts = script_texts(lang, phone)
             return _render(view, here)
