@@ -10,7 +10,10 @@ identifies a resident and keeps what counts:
   has no event left that is not finished, every registry row it imported before its last
   event closed;
 * used passes of finished events; idempotency records created before the cutoff (they
-  serve retries of a few minutes; all municipalities, whatever ``--municipality`` says).
+  serve retries of a few minutes; all municipalities, whatever ``--municipality`` says);
+* messages' addresses: deliveries sent or given up before the cutoff (all
+  municipalities), and the address, webhook id and link of "your turn is near" messages of
+  events closed before it (bookings' own addresses go with their voucher numbers).
 
 A resident with a booking in an event not finished is kept whole (registry row and every
 booking): a later dose's rules and a change of it read the earlier doses. A purged resident
@@ -116,6 +119,26 @@ passes AS (
 IDEMPOTENCY_COUNT_SQL = "SELECT count(*) FROM idempotency_keys WHERE created_at < $1"
 IDEMPOTENCY_PURGE_SQL = "DELETE FROM idempotency_keys WHERE created_at < $1"
 
+# Messages (issue 15) hold addresses: a delivery its recipient (an e-mail address), a
+# "your turn is near" outbox row the address or webhook id and the link with the ticket.
+# Deliveries done with (sent or given up) before the cutoff go, all municipalities (they
+# serve delivery, nothing counts them); the turn notices of events closed before it keep
+# their event and topic, not whom they were for. Pending deliveries stay (still to send).
+_DELIVERIES = "FROM deliveries WHERE created_at < $1 AND state <> 'pending'"
+_TURN_NOTICES = """
+o.topic = 'waitroom.turn.near' AND o.published_at IS NOT NULL
+  AND e.id = o.payload ->> 'event_id' AND e.closes_at < $1
+  AND ($2::text IS NULL OR e.municipality_code = $2)
+  AND (o.payload ?| ARRAY['email', 'webhook_id', 'link'])"""
+MESSAGES_COUNT_SQL = f"""
+SELECT (SELECT count(*) {_DELIVERIES})
+     + (SELECT count(*) FROM outbox o, events e WHERE {_TURN_NOTICES})
+"""
+DELIVERIES_PURGE_SQL = f"DELETE {_DELIVERIES}"
+TURN_NOTICES_PURGE_SQL = f"""
+UPDATE outbox o SET payload = o.payload - 'email' - 'webhook_id' - 'link'
+FROM events e WHERE {_TURN_NOTICES}"""
+
 
 @dataclass(frozen=True, slots=True)
 class MunicipalityCounts:
@@ -131,13 +154,16 @@ class PurgeResult:
     cutoff: datetime
     municipalities: list[MunicipalityCounts]
     idempotency_records: int
+    messages: int  # deliveries done with, and turn notices' addresses (see _DELIVERIES)
     applied: bool
     audit_id: int | None  # the audit row of an applied purge that removed something
 
     @property
     def removes_anything(self) -> bool:
-        return self.idempotency_records > 0 or any(
-            m.bookings or m.registry or m.used_passes for m in self.municipalities
+        return (
+            self.idempotency_records > 0
+            or self.messages > 0
+            or any(m.bookings or m.registry or m.used_passes for m in self.municipalities)
         )
 
 
@@ -159,15 +185,20 @@ async def purge_personal_data(
         if not apply:
             rows = await conn.fetch(COUNT_SQL, cutoff, municipality)
             idem = int(await conn.fetchval(IDEMPOTENCY_COUNT_SQL, cutoff))
+            messages = int(await conn.fetchval(MESSAGES_COUNT_SQL, cutoff, municipality))
         else:
             rows = await conn.fetch(PURGE_SQL, cutoff, municipality)
             idem = int((await conn.execute(IDEMPOTENCY_PURGE_SQL, cutoff)).split()[-1])
+            messages = int((await conn.execute(DELIVERIES_PURGE_SQL, cutoff)).split()[-1])
+            messages += int(
+                (await conn.execute(TURN_NOTICES_PURGE_SQL, cutoff, municipality)).split()[-1]
+            )
         counts = [
             MunicipalityCounts(**dict(r))
             for r in rows
             if r["events"] or r["bookings"] or r["registry"] or r["used_passes"]
         ]
-        result = PurgeResult(cutoff, counts, idem, apply, None)
+        result = PurgeResult(cutoff, counts, idem, messages, apply, None)
         if apply and result.removes_anything:
             audit_id = await conn.fetchval(
                 "INSERT INTO audit_log (municipality_code, actor_kind, actor_id, action, "
@@ -182,11 +213,12 @@ async def purge_personal_data(
                         "cutoff": cutoff.isoformat(),
                         "municipalities": [asdict(m) for m in counts],
                         "idempotency_records": idem,
+                        "messages": messages,
                     },
                     ensure_ascii=False,
                 ),
             )
-            result = PurgeResult(cutoff, counts, idem, apply, int(audit_id))
+            result = PurgeResult(cutoff, counts, idem, messages, apply, int(audit_id))
     return result
 
 
@@ -212,6 +244,7 @@ def describe(result: PurgeResult) -> str:
             f"{m.registry} registry rows, {m.used_passes} used passes"
         )
     lines.append(f"idempotency records created before it: {result.idempotency_records}")
+    lines.append(f"messages' addresses (deliveries done, turn notices): {result.messages}")
     if not result.removes_anything:
         lines.append("nothing to purge")
     elif not result.applied:

@@ -325,3 +325,58 @@ async def test_machiai_purge(
     tomorrow = (TODAY + timedelta(days=1)).isoformat()
     assert await asyncio.to_thread(cli.main, ["purge", "--before", tomorrow]) == 2
     assert "is in the future" in capsys.readouterr().err
+
+
+async def _message(conn: Conn, topic: str, payload: dict[str, str]) -> int:
+    return int(
+        await conn.fetchval(
+            "INSERT INTO outbox (topic, payload, published_at) VALUES ($1, $2::jsonb, now()) "
+            "RETURNING id",
+            topic,
+            json.dumps(payload),
+        )
+    )
+
+
+async def test_purge_forgets_whom_messages_were_for(db: asyncpg.Pool) -> None:
+    """Deliveries done with before the cutoff go (their recipient is an address); "your
+    turn is near" rows of closed events lose address, webhook id and link; what is still
+    to send, and what belongs to an event still open, stays."""
+    seeded = await seed(db)
+    async with db.acquire() as conn:
+        booked = await _message(conn, "booking.booking.confirmed", {"booking_id": "x"})
+        for n, (state, created) in enumerate(
+            (("sent", days(-20)), ("dead", days(-20)), ("pending", days(-20)), ("sent", NOW))
+        ):
+            await conn.execute(
+                "INSERT INTO deliveries (outbox_id, municipality_code, channel, recipient, "
+                "idempotency_key, state, created_at, sent_at) "
+                "VALUES ($1, $2, 'email', $3, $4, $5::text::delivery_state, $6::timestamptz, "
+                "CASE WHEN $5::text = 'sent' THEN $6::timestamptz END)",
+                booked,
+                A,
+                f"r{n}@example.jp",
+                f"k{n}",
+                state,
+                created,
+            )
+        near = {"email": "near@example.jp", "link": "https://w/x?t=secret", "locale": "ja"}
+        closed = await _message(conn, "waitroom.turn.near", {**near, "event_id": seeded.old_event})
+        still_open = await _message(
+            conn, "waitroom.turn.near", {**near, "event_id": seeded.new_event}
+        )
+        dry = await purge_personal_data(conn, TODAY)
+        assert dry.messages == 3  # two deliveries done with, one notice of a closed event
+        done = await purge_personal_data(conn, TODAY, apply=True)
+        assert done.messages == 3 and done.audit_id is not None
+        left = sorted(r["recipient"] for r in await conn.fetch("SELECT recipient FROM deliveries"))
+        assert left == ["r2@example.jp", "r3@example.jp"]  # pending; sent after the cutoff
+        payload = json.loads(
+            await conn.fetchval("SELECT payload::text FROM outbox WHERE id = $1", closed)
+        )
+        assert payload == {"event_id": seeded.old_event, "locale": "ja"}
+        payload = json.loads(
+            await conn.fetchval("SELECT payload::text FROM outbox WHERE id = $1", still_open)
+        )
+        assert payload["email"] == "near@example.jp"
+        assert (await purge_personal_data(conn, TODAY)).messages == 0
