@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,7 +27,20 @@ from machiai.settings import RunnerSettings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return run_system(RunnerSettings.from_env())
+    settings = RunnerSettings.from_env()
+    if args.workers is not None:
+        settings = dataclasses.replace(settings, workers=args.workers)
+    return run_system(settings)
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, got {text!r}")
+    return value
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -279,13 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
         "Configuration comes from environment variables; see README.md.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
+    run = sub.add_parser(
         "run",
         help="run waitroom + booking (embedded Redis/Postgres unless URLs are set)",
         description="Run both services. Without REDIS_URL / DATABASE_URL, private Redis and "
         "Postgres servers are started with their data in MACHIAI_DATA_DIR (default ./.machiai) "
         "and stopped on exit.",
-    ).set_defaults(func=_cmd_run)
+    )
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="uvicorn worker processes per service (default MACHIAI_WORKERS, else 1); "
+        "the metrics of all of them in one scrape",
+    )
+    run.set_defaults(func=_cmd_run)
     sub.add_parser(
         "migrate",
         help="apply database migrations",

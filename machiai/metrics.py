@@ -2,11 +2,12 @@
 and what each service reports of its own state (line, admission, outbox, pools).
 
 Cheap on the hot paths: a request adds one to a plain dict of this process (well under a
-microsecond); the dict is flushed into prometheus-client's metrics by the first request
-after a second has passed, and before every scrape of this process. In multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``, which ``machiai run`` and the container entrypoint set)
-each such metric update is a locked write to a memory-mapped file, a few microseconds:
-per request, several per cent of a status poll's cost (measured: benchmarks/HISTORY.md).
+microsecond); the dict is flushed into prometheus-client's metrics a second after the
+first request that found it flushed (a timer on the event loop), and before every scrape.
+In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, which ``machiai run --workers`` and
+the container entrypoint set) each such metric update is a locked write to a
+memory-mapped file, a few microseconds: per request, several per cent of a status poll's
+cost (measured: benchmarks/bench_metrics.py and benchmarks/HISTORY.md).
 
 Multiprocess: with ``PROMETHEUS_MULTIPROC_DIR`` set before the process imports this
 module, every worker writes its own files there and ``/metrics`` of any worker reports all
@@ -15,6 +16,7 @@ of them (prometheus-client's MultiProcessCollector); without it, the process's o
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hmac
 import os
@@ -148,7 +150,7 @@ class RequestTally:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        self.flush_at = time.perf_counter() + FLUSH_EVERY_S
+        self.flush_scheduled = False
         self.answers: dict[tuple[str, str, int], int] = {}
         # route -> [count per bucket (one more for +Inf)..., sum of seconds]
         self.latency: dict[str, list[float]] = {}
@@ -164,13 +166,18 @@ class RequestTally:
         row[-1] += seconds
 
     def add_timed(self, route: str, method: str, status: int, started: float) -> None:
-        """``add`` for a request started at ``started`` (perf_counter), flushing once a
-        second: no timer task, and nothing to do for a process that serves nothing."""
-        now = time.perf_counter()
-        self.add(route, method, status, now - started)
-        if now >= self.flush_at:
-            self.flush_at = now + FLUSH_EVERY_S
-            self.flush()
+        """``add`` for a request started at ``started`` (perf_counter); the first request
+        after a flush schedules the next one a second later on the running loop. So every
+        request is in the metrics within a second, whichever worker served it and whichever
+        one a scrape reaches, and an idle process does nothing."""
+        self.add(route, method, status, time.perf_counter() - started)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_later(FLUSH_EVERY_S, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self.flush_scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         answers, self.answers = self.answers, {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -69,6 +71,10 @@ class ServiceSpec:
     port: int
     # A child that serves no port (the delivery worker): what follows `python -m`.
     command: tuple[str, ...] = ()
+    # uvicorn worker processes; with more than one, they share one metrics directory
+    # (machiai/metrics.py) that is emptied whenever the service (re)starts.
+    workers: int = 1
+    metrics_dir: Path | None = None
 
 
 def check_service_settings(environ: Mapping[str, str]) -> None:
@@ -183,9 +189,17 @@ def spawn_service(spec: ServiceSpec, host: str, env: Mapping[str, str]) -> subpr
         "--timeout-graceful-shutdown",
         "10",
     ]
+    env = dict(env)
+    if spec.workers > 1:
+        argv += ["--workers", str(spec.workers)]
+        if spec.metrics_dir is not None:
+            # One scrape reports every worker; files of processes gone would be summed in.
+            shutil.rmtree(spec.metrics_dir, ignore_errors=True)
+            spec.metrics_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(spec.metrics_dir)
     return subprocess.Popen(
         argv,
-        env=dict(env),
+        env=env,
         stdin=subprocess.DEVNULL,
         preexec_fn=lambda: child_preexec(None, None),  # noqa: PLW1509
     )
@@ -277,8 +291,20 @@ def run_system(settings: RunnerSettings, *, out: TextIO = sys.stdout) -> int:
                     _say(out, f"applied migrations: {', '.join(applied)}")
                 env = service_env(os.environ, settings, backends)
                 specs = [
-                    ServiceSpec("waitroom", "waitroom.app:app_from_env", settings.waitroom_port),
-                    ServiceSpec("booking", "booking.app:app_from_env", settings.booking_port),
+                    ServiceSpec(
+                        "waitroom",
+                        "waitroom.app:app_from_env",
+                        settings.waitroom_port,
+                        workers=settings.workers,
+                        metrics_dir=settings.data_dir / "metrics" / "waitroom",
+                    ),
+                    ServiceSpec(
+                        "booking",
+                        "booking.app:app_from_env",
+                        settings.booking_port,
+                        workers=settings.workers,
+                        metrics_dir=settings.data_dir / "metrics" / "booking",
+                    ),
                     # The outbox's delivery worker (README "Notifications"): no port; it is
                     # restarted like the services when it exits.
                     ServiceSpec("delivery", "", 0, command=("machiai.cli", "deliver")),

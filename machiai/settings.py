@@ -20,6 +20,8 @@ class RunnerSettings:
     # None means: start an embedded server for this run.
     redis_url: str | None
     database_url: str | None
+    # uvicorn worker processes per service (MACHIAI_WORKERS, or `machiai run --workers`).
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunnerSettings:
@@ -45,6 +47,7 @@ class RunnerSettings:
             booking_port=booking_port,
             redis_url=redis_url,
             database_url=database_url,
+            workers=env.integer("MACHIAI_WORKERS", 1, minimum=1, maximum=64),
         )
 
     @property

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
+from machiai import metrics
 from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
 from tests import report
 from tests.servers import session_tmpdir
@@ -94,7 +96,7 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
         return response.status, json.loads(response.read())
 
 
-def _start_run(data_dir: Path, ports: tuple[int, int]) -> subprocess.Popen[str]:
+def _start_run(data_dir: Path, ports: tuple[int, int], *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update(
         MACHIAI_DATA_DIR=str(data_dir),
@@ -103,7 +105,7 @@ def _start_run(data_dir: Path, ports: tuple[int, int]) -> subprocess.Popen[str]:
         MACHIAI_ENV="development",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "machiai.cli", "run"],
+        [sys.executable, "-m", "machiai.cli", "run", *extra],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -295,3 +297,39 @@ def test_a_crashed_service_comes_back_and_the_other_keeps_serving(data_dir: Path
     assert "booking exited with code -9; starting it again in 1 s" in printed
     assert "booking started again" in printed
     assert processes_using(data_dir) == []
+
+
+def test_workers_serve_together_and_one_scrape_counts_them_all(data_dir: Path) -> None:
+    """`machiai run --workers 2`: two uvicorn workers per service, and /metrics of either
+    reports the requests both served (prometheus-client's multiprocess mode)."""
+    ports = (free_port(), free_port())
+    run = _start_run(data_dir, ports, "--workers", "2")
+    try:
+        _wait_banner(run)
+        parents = [
+            p
+            for p in psutil.Process(run.pid).children()
+            if "uvicorn" in " ".join(p.cmdline()) and "--workers" in p.cmdline()
+        ]
+        assert len(parents) == 2  # waitroom and booking
+        tree = [p.pid for p in psutil.Process(run.pid).children(recursive=True)]
+        for parent in parents:  # its workers (and multiprocessing's resource tracker)
+            assert len(parent.children()) >= 2
+        for _ in range(60):  # a new connection each: the workers take turns accepting
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/health", timeout=5) as r:
+                assert r.status == 200
+        time.sleep(metrics.FLUSH_EVERY_S + 0.5)  # every worker's timer has flushed
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        counted = sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "machiai_http_requests_total" and s.labels.get("route") == "/health"
+        )
+        assert counted == 60
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+    assert run.returncode == 0
+    assert wait_gone(tree) == []
