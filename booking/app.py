@@ -31,10 +31,11 @@ from booking.services.context import Ctx, SlotCatalog
 from booking.services.inventory import rebuild_inventory
 from booking.settings import BookingSettings
 from booking.store.redis_store import RedisStore
-from machiai import metrics
+from machiai import logs, metrics
 from machiai.errors import EXCEPTION_HANDLERS, Busy
 from machiai.gc_tuning import tune_gc_for_serving
 from machiai.health import health_routes
+from machiai.request_id import RequestId
 from machiai.tokens import Tokens
 
 log = logging.getLogger("booking.app")
@@ -140,6 +141,8 @@ def create_app(settings: BookingSettings) -> Starlette:
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            # The waitroom's redirect into booking brings its request id (`rid`) to /enter.
+            Middleware(RequestId, query_paths=frozenset({"/enter"})),
             *measuring,
             Middleware(LatencySampler, samples=samples),
             Middleware(
@@ -159,6 +162,8 @@ def create_app(settings: BookingSettings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings come from the environment."""
-    app = create_app(BookingSettings.from_env())
+    settings = BookingSettings.from_env()
+    logs.configure("booking", settings.core.log_format)
+    app = create_app(settings)
     tune_gc_for_serving()  # this process serves from now on (tests build apps otherwise)
     return app

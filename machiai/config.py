@@ -190,6 +190,8 @@ class CoreSettings:
     # this bearer token where one is set, and is absent in production without one.
     metrics: bool = True
     metrics_token: str | None = None
+    # Log lines as JSON objects (the default) or text (machiai/logs.py).
+    log_format: str = "json"
 
     @property
     def production(self) -> bool:
@@ -230,7 +232,15 @@ def core_settings(env: Env) -> CoreSettings:
         ),
         metrics=env.flag("MACHIAI_METRICS", True),
         metrics_token=metrics_token(env),
+        log_format=log_format(env),
     )
+
+
+def log_format(env: Env) -> str:
+    value = env.text("MACHIAI_LOG_FORMAT", "json").lower()
+    if value not in ("json", "text"):
+        raise SettingsError(f"MACHIAI_LOG_FORMAT must be json or text, got {value!r}")
+    return value
 
 
 def metrics_token(env: Env) -> str | None:

@@ -12,10 +12,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from machiai import metrics
+from machiai import logs, metrics
 from machiai.errors import EXCEPTION_HANDLERS
 from machiai.health import health_routes
 from machiai.pages import static_routes
+from machiai.request_id import RequestId
 from machiai.tokens import Tokens
 from waitroom.services.client_limiter import ClientLimiter
 from waitroom.services.context import Waitroom
@@ -125,7 +126,7 @@ def create_app(
     routes.extend(metrics_routes)
     app = Starlette(
         routes=routes,
-        middleware=[*measuring, Middleware(HotPaths)],
+        middleware=[Middleware(RequestId), *measuring, Middleware(HotPaths)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -135,4 +136,6 @@ def create_app(
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings come from the environment."""
-    return create_app(WaitroomSettings.from_env())
+    settings = WaitroomSettings.from_env()
+    logs.configure("waitroom", settings.core.log_format)
+    return create_app(settings)

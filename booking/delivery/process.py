@@ -12,6 +12,7 @@ import asyncpg
 
 from booking.delivery.settings import DeliverySettings
 from booking.delivery.worker import Worker
+from machiai import logs
 
 logger = logging.getLogger("machiai.delivery")
 
@@ -37,10 +38,7 @@ async def serve(database_url: str, settings: DeliverySettings, stop: asyncio.Eve
 
 def run_worker(database_url: str, settings: DeliverySettings) -> int:
     """Run a worker in this process until SIGINT/SIGTERM; the exit code."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logs.configure("delivery", settings.log_format)
 
     async def main() -> int:
         stop = asyncio.Event()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from machiai.config import MIN_SECRET_LENGTH, Env, Mode, SettingsError, dev_secret
+from machiai.config import MIN_SECRET_LENGTH, Env, Mode, SettingsError, dev_secret, log_format
 
 CHANNELS = ("log", "email", "webhook")
 
@@ -54,6 +54,8 @@ class DeliverySettings:
     rates: Mapping[str, float] = field(
         default_factory=lambda: {"log": 0.0, "email": 20.0, "webhook": 50.0}
     )
+    # MACHIAI_LOG_FORMAT, as the services read it (machiai/logs.py).
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeliverySettings:
@@ -85,6 +87,7 @@ class DeliverySettings:
             timeout_s=env.number("MACHIAI_DELIVERY_TIMEOUT_S", 10.0, minimum=0.1, maximum=600),
             concurrency=env.integer("MACHIAI_DELIVERY_CONCURRENCY", 20, minimum=1, maximum=1000),
             rates=rates,
+            log_format=log_format(env),
         )
         settings.check_lease()
         return settings

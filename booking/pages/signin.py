@@ -10,6 +10,7 @@ JSON API's sign-in.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
@@ -25,6 +26,8 @@ from booking.pages.forms import FormErrors, birth_date, era_of, voucher_number, 
 from booking.pages.session import current_session, nav
 from booking.services import sessions
 from machiai.i18n import N_, tr
+
+log = logging.getLogger("booking.pages.signin")
 
 IDENTITY_REFUSED = N_(
     "We could not confirm this voucher number with this date of birth. Please check both "
@@ -109,6 +112,8 @@ async def enter(request: Request, q: Form, lang: str) -> Response:
     if not sessions.pass_looks_valid(ctx_of(request), tokens_of(request), pass_token):
         # Said before the resident types anything (a signature check, no round trip).
         raise errors.PassInvalid()
+    # With the waitroom's request id (machiai/request_id.py): where its log and ours meet.
+    log.info("a resident arrived from the waitroom with a pass")
     return _enter_page(request, lang, pass_token)
 
 

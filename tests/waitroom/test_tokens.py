@@ -99,10 +99,13 @@ async def test_pass_is_bound_to_event_and_ticket_and_expires(
     async with running(make_app()) as client:
         joined = (await client.post(f"/events/{event_id}/join", headers=JSON)).json()
         assert joined["state"] == "admitted"  # safety net: empty line
-        r = await client.post(f"/events/{event_id}/enter", headers=JSON)
+        r = await client.post(
+            f"/events/{event_id}/enter", headers={**JSON, "X-Request-Id": "req-0123456789"}
+        )
         assert r.status_code == 200
         token = r.json()["pass"]
-        assert r.json()["redirect_url"].endswith(f"/enter?pass={token}")
+        # The request's id goes along into booking (machiai/request_id.py).
+        assert r.json()["redirect_url"].endswith(f"/enter?pass={token}&rid=req-0123456789")
     ticket = tokens.load_ticket(joined["ticket"], 60, event_id)
     admission = tokens.load_pass(token, 300, event_id)
     assert admission.ticket_id == ticket.ticket_id and admission.event_id == event_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from machiai import request_id
 from machiai.errors import AppError, Busy
 from machiai.pages import SECURITY_HEADERS
 from waitroom.services.issue_pass import issue_pass
@@ -31,13 +32,16 @@ async def enter(request: Request) -> Response:
         return RedirectResponse(
             f"/events/{event_id}/wait?t={token}&lang={lang}", 303, SECURITY_HEADERS
         )
+    # One request id from the waitroom into booking (machiai/request_id.py): booking's
+    # /enter adopts it, so both services' logs tell this resident's way in.
+    redirect_url = f"{entry.redirect_url}&{request_id.QUERY_KEY}={request_id.current()}"
     if wants_json(request):
         return JSONResponse(
             {
                 "pass": entry.pass_token,
-                "redirect_url": entry.redirect_url,
+                "redirect_url": redirect_url,
                 "expires_at_ms": entry.expires_ms,
             }
         )
     # The pass rides in the URL: no Referer takes it along, no cache keeps it.
-    return RedirectResponse(entry.redirect_url, 303, SECURITY_HEADERS)
+    return RedirectResponse(redirect_url, 303, SECURITY_HEADERS)
