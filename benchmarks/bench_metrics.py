@@ -1,4 +1,4 @@
-"""What the metrics middleware adds to one request, in-process (no HTTP, no wrk):
+"""What the metrics and request-id middlewares add to one request, in-process (no HTTP):
 
     .venv/bin/python -m benchmarks.bench_metrics [--requests 200000]
 
@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from machiai import metrics
+from machiai.request_id import RequestId
 
 ROUNDS = 5
 
@@ -38,21 +39,42 @@ async def _receive() -> Any:
     return {"type": "http.request", "body": b""}
 
 
+# A status poll's headers as a phone sends them (the request-id middleware reads them all).
+HEADERS = [
+    (b"host", b"machiai.example"),
+    (b"user-agent", b"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X)"),
+    (b"accept", b"application/json"),
+    (b"accept-language", b"ja-JP,ja;q=0.9"),
+    (b"accept-encoding", b"gzip, deflate, br"),
+    (b"x-machiai-ticket", b"x" * 120),
+    (b"connection", b"keep-alive"),
+]
+
+
 async def _per_request_us(app: Any, n: int) -> float:
-    scope = {"type": "http", "method": "GET", "path": "/events/x/status", metrics.ROUTE_KEY: "/s"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/events/x/status",
+        "query_string": b"",
+        "headers": HEADERS,
+        metrics.ROUTE_KEY: "/s",
+    }
     started = time.perf_counter()
     for _ in range(n):
         await app(dict(scope), _receive, _send)
     return (time.perf_counter() - started) / n * 1e6
 
 
-async def _measure(n: int) -> tuple[float, float]:
+async def _measure(n: int) -> tuple[float, float, float]:
     measured = metrics.RequestMetrics(_answer, metrics.RequestTally("bench"))
-    bare = on = float("inf")
+    both = RequestId(measured, frozenset({"/enter"}))
+    bare = on = with_id = float("inf")
     for _ in range(ROUNDS):
         bare = min(bare, await _per_request_us(_answer, n))
         on = min(on, await _per_request_us(measured, n))
-    return bare, on
+        with_id = min(with_id, await _per_request_us(both, n))
+    return bare, on, with_id
 
 
 def main() -> None:
@@ -60,10 +82,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    bare, on = asyncio.run(_measure(args.requests))
+    bare, on, with_id = asyncio.run(_measure(args.requests))
     mode = "multiprocess" if metrics.multiprocess() else "single process"
     line = (
-        f"{mode:>14}: bare {bare:.2f} us, with metrics {on:.2f} us -> +{on - bare:.2f} us/request"
+        f"{mode:>14}: bare {bare:.2f} us; with metrics {on:.2f} us (+{on - bare:.2f}); "
+        f"and the request id {with_id:.2f} us (+{with_id - bare:.2f} us/request in all)"
     )
     if args.child:
         print(line)
