@@ -15,7 +15,9 @@ from machiai import request_id
 
 FORMATS: Final = ("json", "text")
 # uvicorn's own loggers keep their handlers unless told: they write through ours instead.
-_UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# Not "uvicorn.access": the services run with --no-access-log (a line per request would
+# cost the hot paths more than everything else they do), which leaves that logger silent.
+_UVICORN = ("uvicorn", "uvicorn.error")
 
 
 class JsonFormatter(logging.Formatter):

@@ -83,3 +83,17 @@ def test_a_line_outside_any_request_has_no_id() -> None:
         log.warning("starting")
     [line] = lines
     assert "request_id" not in line and line["message"] == "starting"
+
+
+def test_configured_logs_leave_uvicorns_access_log_off() -> None:
+    """`--no-access-log` stays off: no line per request (a cost on every status poll)."""
+    access = logging.getLogger("uvicorn.access")
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, access.handlers[:], access.propagate)
+    access.handlers, access.propagate = [], False  # what uvicorn --no-access-log leaves
+    try:
+        logs.configure("test", "json")
+        assert access.propagate is False and access.handlers == []
+    finally:
+        root.handlers, root.level = saved[0], saved[1]
+        access.handlers, access.propagate = saved[2], saved[3]
