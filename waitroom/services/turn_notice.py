@@ -130,8 +130,8 @@ async def opt_in(wr: Waitroom, ticket: Ticket, token: str, choice: OptIn) -> int
 async def extended_status(wr: Waitroom, ticket: Ticket, st: TicketStatus) -> TicketStatus:
     """The waiting page's status of a turn past its plain grace: still admitted, with the
     time left, when the resident opted in and the longer grace has not passed (what
-    issue_pass-8 lets in). The status poll never asks (no per-resident work there): this
-    is the page, for a turn that looks expired only."""
+    issue_pass-8 lets in). Asked by the status poll and the page for a turn that looks
+    expired only: every other poll stays without a Redis read."""
     extra_s = wr.settings.notify_extra_grace_s
     if st.phase is not Phase.EXPIRED or extra_s <= 0 or st.line_index is None:
         return st

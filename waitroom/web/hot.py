@@ -17,8 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from machiai.errors import AppError, app_error_handler
 from machiai.metrics import ROUTE_KEY
 from waitroom.services.context import Waitroom
+from waitroom.services.estimate_wait import Phase
 from waitroom.services.join_line import join_line
 from waitroom.services.tickets import load_ticket, status_of
+from waitroom.services.turn_notice import extended_status
 from waitroom.store.keys import EVENT_ID
 from waitroom.web.common import client_id, ticket_cookie, ticket_token
 from waitroom.web.common import status_json as render_status
@@ -56,7 +58,12 @@ class HotPaths:
         try:
             ticket = load_ticket(wr, ticket_token(scope, event_id), event_id)
             snap = await wr.line.fresh_snapshot(event_id)
-            body = render_status(event_id, await status_of(wr, ticket, snap))
+            st = await status_of(wr, ticket, snap)
+            if st.phase is Phase.EXPIRED:
+                # Opted in for "your turn is near": the longer grace (one Redis read, for
+                # a turn that looks expired only; every other poll stays without one).
+                st = await extended_status(wr, ticket, st)
+            body = render_status(event_id, st)
         except AppError as exc:
             response = await app_error_handler(Request(scope, receive), exc)
             await response(scope, receive, send)
