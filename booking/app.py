@@ -135,7 +135,7 @@ def create_app(settings: BookingSettings) -> Starlette:
         # The staff consoles (pages under /staff).
         *console_routes(),
     ]
-    measuring, metrics_routes = metrics.instrument("booking", settings.core)
+    measuring, metrics_routes, _ = metrics.instrument("booking", settings.core)
     routes.extend(metrics_routes)
     app = Starlette(
         routes=routes,

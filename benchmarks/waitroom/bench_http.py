@@ -138,8 +138,16 @@ def pin(core: int) -> list[str]:
 
 
 def _cpu_s(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU of the process and its children (a uvicorn parent's workers)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def wrk(
@@ -169,14 +177,18 @@ def wrk(
 
 
 class Server:
-    """One uvicorn process (1 worker) pinned to core 0."""
+    """One uvicorn process (1 worker) pinned to core 0; or ``workers`` processes on every
+    core (a uvicorn parent and its workers: CPU is counted over the whole tree)."""
 
-    def __init__(self, factory: str, env: dict[str, str], ready_path: str) -> None:
+    def __init__(
+        self, factory: str, env: dict[str, str], ready_path: str, workers: int = 1
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [
-            *pin(0), sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+            *(pin(0) if workers == 1 else []), sys.executable, "-m", "uvicorn", "--factory",
+            factory, "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+            "--loop", "uvloop", "--http", "httptools",
             "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
         ]  # fmt: skip
         self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
@@ -263,6 +275,13 @@ def main() -> int:
     parser.add_argument("--duration-s", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also measure status and join with this many uvicorn workers on all cores "
+        "(wrk and Redis still share core 1): the scaling case",
+    )
     opts = parser.parse_args()
     opts.load_before = f"{os.getloadavg()[0]:.2f}"
     if shutil.which("wrk") is None:
@@ -313,6 +332,10 @@ def main() -> int:
         # The same app without its metrics (MACHIAI_METRICS=false): what they cost.
         bare = Server("waitroom.app:app_from_env", {**env, "MACHIAI_METRICS": "false"}, "/health")
         servers.extend([hello, naive, machiai, bare])
+        many = None
+        if opts.workers > 1:
+            many = Server("waitroom.app:app_from_env", env, "/health", workers=opts.workers)
+            servers.append(many)
         tickets_file = str(tmp / "tickets.txt")
         rp = redis_server.pid or 0
         join_url = f"{machiai.url}/events/{EVENT_ID}/join"
@@ -330,6 +353,12 @@ def main() -> int:
                      [], opts, bare.pid, rp))  # fmt: skip
             keep(wrk("(d) no-metrics status", f"{bare.url}/events/{EVENT_ID}/status",
                      tmp / "status.lua", [tickets_file], opts, bare.pid, rp))  # fmt: skip
+            if many is not None:
+                n = opts.workers
+                keep(wrk(f"(e) {n} workers join", f"{many.url}/events/{EVENT_ID}/join",
+                         tmp / "post.lua", [], opts, many.pid, rp))  # fmt: skip
+                keep(wrk(f"(e) {n} workers status", f"{many.url}/events/{EVENT_ID}/status",
+                         tmp / "status.lua", [tickets_file], opts, many.pid, rp))  # fmt: skip
         for server in servers:
             server.stop()
         results = list(best.values())
@@ -395,6 +424,14 @@ def print_report(
             f"{on.cpu_us / off.cpu_us - 1:+.1%} by CPU per request "
             f"({on.cpu_us:.1f} vs {off.cpu_us:.1f} us)"
         )
+    if opts.workers > 1:
+        for case in ("status", "join"):
+            one, many = by[f"(c) machiai {case}"], by[f"(e) {opts.workers} workers {case}"]
+            print(
+                f"{opts.workers} workers on {os.cpu_count()} cores (wrk and Redis on core 1 too), "
+                f"{case}: {many.rps:.0f} req/s = {many.rps / one.rps:.2f}x one pinned worker; "
+                f"CPU per request {many.cpu_us:.1f} vs {one.cpu_us:.1f} us"
+            )
     per = (after - before) / LINE
     print()
     print(

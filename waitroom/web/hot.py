@@ -11,11 +11,13 @@ from the waiting page, joins with a body, every other path).
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from machiai.errors import AppError, app_error_handler
-from machiai.metrics import ROUTE_KEY
+from machiai.metrics import RequestTally
 from waitroom.services.context import Waitroom
 from waitroom.services.estimate_wait import Phase
 from waitroom.services.join_line import join_line
@@ -32,8 +34,12 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class HotPaths:
-    def __init__(self, app: ASGIApp) -> None:
+    """``tally``: the service's metrics (None when off); these answers go into it here,
+    with the status they were sent with, as the metrics middleware would record them."""
+
+    def __init__(self, app: ASGIApp, tally: RequestTally | None = None) -> None:
         self.app = app
+        self.tally = tally
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -42,18 +48,22 @@ class HotPaths:
             if method == "GET" and path.endswith("/status"):
                 event_id = path[8:-7]
                 if EVENT_ID.match(event_id):
-                    scope[ROUTE_KEY] = STATUS_ROUTE  # the router's label, for the metrics
-                    await self.status(scope, receive, send, event_id)
+                    started = time.perf_counter()
+                    answered = await self.status(scope, receive, send, event_id)
+                    if self.tally is not None:
+                        self.tally.record(scope, STATUS_ROUTE, answered, started)
                     return
             elif method == "POST" and path.endswith("/join") and _bodiless(scope):
                 event_id = path[8:-5]
                 if EVENT_ID.match(event_id):
-                    scope[ROUTE_KEY] = JOIN_ROUTE
-                    await self.join(scope, receive, send, event_id)
+                    started = time.perf_counter()
+                    answered = await self.join(scope, receive, send, event_id)
+                    if self.tally is not None:
+                        self.tally.record(scope, JOIN_ROUTE, answered, started)
                     return
         await self.app(scope, receive, send)
 
-    async def status(self, scope: Scope, receive: Receive, send: Send, event_id: str) -> None:
+    async def status(self, scope: Scope, receive: Receive, send: Send, event_id: str) -> int:
         wr: Waitroom = scope["app"].state.waitroom
         try:
             ticket = load_ticket(wr, ticket_token(scope, event_id), event_id)
@@ -67,10 +77,11 @@ class HotPaths:
         except AppError as exc:
             response = await app_error_handler(Request(scope, receive), exc)
             await response(scope, receive, send)
-            return
+            return response.status_code
         await _send_json(send, 200, body)
+        return 200
 
-    async def join(self, scope: Scope, receive: Receive, send: Send, event_id: str) -> None:
+    async def join(self, scope: Scope, receive: Receive, send: Send, event_id: str) -> int:
         wr: Waitroom = scope["app"].state.waitroom
         try:
             token, result, created = await join_line(
@@ -79,12 +90,14 @@ class HotPaths:
         except AppError as exc:
             response = await app_error_handler(Request(scope, receive), exc)
             await response(scope, receive, send)
-            return
+            return response.status_code
         body = render_status(
             event_id, result, ticket=token, status_url=f"/events/{event_id}/status"
         )
         cookie = (b"set-cookie", ticket_cookie(wr, event_id, token))
-        await _send_json(send, 201 if created else 200, body, cookie)
+        answered = 201 if created else 200
+        await _send_json(send, answered, body, cookie)
+        return answered
 
 
 async def _send_json(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
