@@ -135,7 +135,10 @@ def create_app(settings: BookingSettings) -> Starlette:
         # The staff consoles (pages under /staff).
         *console_routes(),
     ]
-    measuring, metrics_routes, _ = metrics.instrument("booking", settings.core)
+    # The metrics middleware also keeps the latency samples; without metrics the sampler
+    # does (each request timed once either way).
+    measuring, metrics_routes, _ = metrics.instrument("booking", settings.core, samples)
+    measuring = measuring or [Middleware(LatencySampler, samples=samples)]
     routes.extend(metrics_routes)
     app = Starlette(
         routes=routes,
@@ -144,7 +147,6 @@ def create_app(settings: BookingSettings) -> Starlette:
             # The waitroom's redirect into booking brings its request id (`rid`) to /enter.
             Middleware(RequestId, query_paths=frozenset({"/enter"})),
             *measuring,
-            Middleware(LatencySampler, samples=samples),
             Middleware(
                 BodySizeLimit,
                 max_bytes=settings.max_body_bytes,

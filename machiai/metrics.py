@@ -21,6 +21,7 @@ import bisect
 import hmac
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -151,6 +152,9 @@ class RequestTally:
     def __init__(self, service: str) -> None:
         self.service = service
         self.flush_scheduled = False
+        # (finished at, seconds) of each request for the service's own p95 (booking's
+        # backpressure report and admin figures), when it keeps them: timed once, here.
+        self.samples: deque[tuple[float, float]] | None = None
         self.answers: dict[tuple[str, str, int], int] = {}
         # route -> [count per bucket (one more for +Inf)..., sum of seconds]
         self.latency: dict[str, list[float]] = {}
@@ -165,21 +169,17 @@ class RequestTally:
         row[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         row[-1] += seconds
 
-    def add_timed(self, route: str, method: str, status: int, started: float) -> None:
-        """``add`` for a request started at ``started`` (perf_counter); the first request
-        after a flush schedules the next one a second later on the running loop. So every
-        request is in the metrics within a second, whichever worker served it and whichever
-        one a scrape reaches, and an idle process does nothing."""
-        self.add(route, method, status, time.perf_counter() - started)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_later(FLUSH_EVERY_S, self._scheduled_flush)
-
     def record(self, scope: Scope, route: str, status: int, started: float) -> None:
-        """A request answered: its route, status, duration and refusal code (if any).
-        ``add_timed`` written out: this runs on every status poll (each call saved is a
-        per cent of the metrics' cost there, benchmarks/HISTORY.md)."""
-        seconds = time.perf_counter() - started
+        """A request answered (``started``: time.monotonic()): its route, status, duration
+        and refusal code (if any). ``add`` written out: this runs on every status poll
+        (each call saved is a per cent of the metrics' cost there, benchmarks/HISTORY.md).
+        The first request after a flush schedules the next one a second later on the
+        running loop: every request is in the metrics within a second, whichever worker
+        served it, and an idle process does nothing."""
+        now = time.monotonic()
+        seconds = now - started
+        if self.samples is not None:
+            self.samples.append((now, seconds))
         code = scope.get(ERROR_CODE_KEY)
         if code is not None:
             self.refusals[code] = self.refusals.get(code, 0) + 1
@@ -228,7 +228,7 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = time.monotonic()
         status = 500  # what the server answers when the app raises before starting one
 
         async def send_status(message: Message) -> None:
@@ -290,7 +290,7 @@ METRICS_OPERATION = Operation(
 
 
 def instrument(
-    service: str, core: CoreSettings
+    service: str, core: CoreSettings, samples: deque[tuple[float, float]] | None = None
 ) -> tuple[list[Middleware], list[BaseRoute], RequestTally | None]:
     """The middleware, the /metrics route and the tally of a service, or none of them with
     MACHIAI_METRICS=false. A middleware that answers before them (waitroom/web/hot.py)
@@ -298,6 +298,7 @@ def instrument(
     if not core.metrics:
         return [], [], None
     tally = RequestTally(service)
+    tally.samples = samples
     endpoint = metrics_endpoint(tally, core.metrics_token, required=core.production)
     return (
         [Middleware(RequestMetrics, tally=tally)],

@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections import deque
 from pathlib import Path
 
 import httpx
@@ -169,3 +171,18 @@ def test_one_scrape_reports_every_process(tmp_path: Path) -> None:
     labels = {"service": "multi", "route": route, "method": "GET", "status": "200"}
     assert _value(out, "machiai_http_requests_total", **labels) == 7
     assert _value(out, "machiai_line_waiting", event="ev") == 4
+
+
+async def test_the_tally_keeps_the_services_latency_samples_too() -> None:
+    """Booking's p95 (backpressure, admin figures) comes from the same timing as the
+    metrics: one clock reading per request, not two middlewares each timing it."""
+    samples: deque[tuple[float, float]] = deque(maxlen=10)
+    tally = metrics.RequestTally(f"t{uuid.uuid4().hex[:8]}")
+    tally.samples = samples
+    transport = httpx.ASGITransport(app=_app(tally, None, required=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        before = time.monotonic()
+        await client.get("/hello/x")
+        await client.get("/hello/y")
+    assert len(samples) == 2
+    assert all(before <= at <= time.monotonic() and 0 <= took < 5 for at, took in samples)

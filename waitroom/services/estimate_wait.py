@@ -78,6 +78,8 @@ class TicketStatus:
     prequeue_no: int | None = None
     # More people ahead than places left: the page says what that means.
     more_ahead_than_slots: bool = False
+    # Admitted on the extra grace of a "your turn is near" opt-in (the plain one passed).
+    longer_grace: bool = False
 
 
 def line_index(ticket: Ticket, snap: Snapshot) -> int | None:

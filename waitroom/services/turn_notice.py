@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -37,7 +37,7 @@ from waitroom.errors import (
     TicketUnknown,
 )
 from waitroom.services.context import Waitroom
-from waitroom.services.estimate_wait import Phase, TicketStatus, line_index
+from waitroom.services.estimate_wait import line_index
 from waitroom.services.line import MAX_RELOADS, Line, Snapshot
 from waitroom.services.tickets import FRESH_TICKET_S
 from waitroom.settings import WaitroomSettings
@@ -125,24 +125,6 @@ async def opt_in(wr: Waitroom, ticket: Ticket, token: str, choice: OptIn) -> int
             wr.line.forget(ticket.event_id)  # Redis lost the event: load it again
             await wr.line.snapshot(ticket.event_id)
     raise StoreUnavailable()
-
-
-async def extended_status(wr: Waitroom, ticket: Ticket, st: TicketStatus) -> TicketStatus:
-    """The waiting page's status of a turn past its plain grace: still admitted, with the
-    time left, when the resident opted in and the longer grace has not passed (what
-    issue_pass-8 lets in). Asked by the status poll and the page for a turn that looks
-    expired only: every other poll stays without a Redis read."""
-    extra_s = wr.settings.notify_extra_grace_s
-    if st.phase is not Phase.EXPIRED or extra_s <= 0 or st.line_index is None:
-        return st
-    snap = await wr.line.fresh_snapshot(ticket.event_id)
-    turn_s = snap.admitted_at_s(st.line_index)
-    if turn_s is None:
-        return st
-    left_s = turn_s + wr.settings.grace_s + extra_s - snap.now_ms(wr.clock) // 1000
-    if left_s <= 0 or not await wr.store.grace_extended(ticket.event_id, ticket.ticket_id):
-        return st
-    return replace(st, phase=Phase.ADMITTED, ahead=0, position=1, enter_within_s=left_s)
 
 
 def _index(ticket: Ticket, snap: Snapshot) -> int | None:

@@ -19,10 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from machiai.errors import AppError, app_error_handler
 from machiai.metrics import RequestTally
 from waitroom.services.context import Waitroom
-from waitroom.services.estimate_wait import Phase
 from waitroom.services.join_line import join_line
 from waitroom.services.tickets import load_ticket, status_of
-from waitroom.services.turn_notice import extended_status
 from waitroom.store.keys import EVENT_ID
 from waitroom.web.common import client_id, ticket_cookie, ticket_token
 from waitroom.web.common import status_json as render_status
@@ -48,7 +46,7 @@ class HotPaths:
             if method == "GET" and path.endswith("/status"):
                 event_id = path[8:-7]
                 if EVENT_ID.match(event_id):
-                    started = time.perf_counter()
+                    started = time.monotonic()
                     answered = await self.status(scope, receive, send, event_id)
                     if self.tally is not None:
                         self.tally.record(scope, STATUS_ROUTE, answered, started)
@@ -56,7 +54,7 @@ class HotPaths:
             elif method == "POST" and path.endswith("/join") and _bodiless(scope):
                 event_id = path[8:-5]
                 if EVENT_ID.match(event_id):
-                    started = time.perf_counter()
+                    started = time.monotonic()
                     answered = await self.join(scope, receive, send, event_id)
                     if self.tally is not None:
                         self.tally.record(scope, JOIN_ROUTE, answered, started)
@@ -68,12 +66,7 @@ class HotPaths:
         try:
             ticket = load_ticket(wr, ticket_token(scope, event_id), event_id)
             snap = await wr.line.fresh_snapshot(event_id)
-            st = await status_of(wr, ticket, snap)
-            if st.phase is Phase.EXPIRED:
-                # Opted in for "your turn is near": the longer grace (one Redis read, for
-                # a turn that looks expired only; every other poll stays without one).
-                st = await extended_status(wr, ticket, st)
-            body = render_status(event_id, st)
+            body = render_status(event_id, await status_of(wr, ticket, snap))
         except AppError as exc:
             response = await app_error_handler(Request(scope, receive), exc)
             await response(scope, receive, send)

@@ -26,7 +26,6 @@ from machiai.pages import SECURITY_HEADERS, Asset
 from waitroom.errors import EventNotFound
 from waitroom.services.estimate_wait import Phase, TicketStatus
 from waitroom.services.tickets import load_ticket, status_of
-from waitroom.services.turn_notice import extended_status
 from waitroom.web.common import (
     english,
     event_id_of,
@@ -259,12 +258,7 @@ async def page(request: Request) -> Response:
             st = await status_of(wr, ticket, snap)
             if as_json:
                 return status_response(event_id, st)
-            extended = await extended_status(wr, ticket, st)
-            view = _status_view(view, extended, event_id, token, lang, phone)
-            if extended is not st:
-                # The status poll says "expired" (plain grace): no script to contradict the
-                # page; the button and the refresh to the entry are what the resident needs.
-                view.poll_url = None
+            view = _status_view(view, st, event_id, token, lang, phone)
             if request.query_params.get("notify") == "saved" and st.phase is not Phase.ADMITTED:
                 view.notes.insert(0, tr(lang, "We will send you a message when your turn is near."))
             if view.poll_url:

@@ -8,9 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from waitroom.services.estimate_wait import Phase
 from waitroom.services.tickets import load_ticket, status_of
-from waitroom.services.turn_notice import extended_status
 from waitroom.web.common import event_id_of, status_response, ticket_token, waitroom
 
 
@@ -23,7 +21,4 @@ async def status(request: Request) -> Response:
     event_id = event_id_of(request)
     ticket = load_ticket(wr, ticket_token(request.scope, event_id), event_id)
     snap = await wr.line.fresh_snapshot(event_id)
-    st = await status_of(wr, ticket, snap)
-    if st.phase is Phase.EXPIRED:  # as web/hot.py: the opted-in's longer grace
-        st = await extended_status(wr, ticket, st)
-    return status_response(event_id, st)
+    return status_response(event_id, await status_of(wr, ticket, snap))
