@@ -25,3 +25,20 @@ async def type_into(page: Any, selector: str, text: str) -> None:
     await tab_to(page, selector)
     await page.keyboard.press("Control+A")
     await page.keyboard.type(text)
+
+
+async def focus_lands(page: Any, name: str, timeout_ms: float = 5000) -> None:
+    """Wait until the focus is on the element whose id, or else whose text, is ``name``.
+
+    A page's ``autofocus`` is applied when the browser next renders, which may come after
+    the load event a test waited for: a key pressed in between goes to the body and is
+    lost, so a step that relies on the page's focus waits for it here first."""
+    script = """n => { const e = document.activeElement;
+        return !!e && e !== document.body && (e.id || e.textContent.trim()) === n; }"""
+    try:
+        await page.wait_for_function(script, arg=name, timeout=timeout_ms)
+    except Exception as error:  # playwright's TimeoutError: say where the focus is instead
+        where = await page.evaluate(
+            "() => { const e = document.activeElement; return e ? (e.id || e.tagName) : ''; }"
+        )
+        raise AssertionError(f"the focus never landed on {name!r}; it is on {where!r}") from error

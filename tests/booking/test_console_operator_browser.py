@@ -7,7 +7,6 @@ and 1280 px go to reports/screenshots/booking/console-operator-*.png."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import asyncpg
 
@@ -17,18 +16,11 @@ from booking.services.context import Ctx
 from booking.settings import BookingSettings
 from tests.booking.factory import PASSWORD, World, make_slot, make_staff, voucher
 from tests.booking.helpers import book, operator, pg_active_bookings
-from tests.booking.keyboard import tab_to, type_into
+from tests.booking.keyboard import focus_lands, tab_to, type_into
 from tests.booking.test_pages_browser import ARGS, CHROMIUM, DESK, Checker, pytestmark
 from tests.servers import serving
 
 __all__ = ["pytestmark"]  # Chromium installed, marked slow: as the residents' journey
-
-
-async def focused(page: Any) -> str:
-    found: str = await page.evaluate(
-        "() => { const e = document.activeElement; return e.id || e.textContent.trim(); }"
-    )
-    return found
 
 
 async def test_a_whole_call_by_keyboard(
@@ -56,7 +48,7 @@ async def test_a_whole_call_by_keyboard(
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator?*")
             # The voucher field has the focus on arrival: the operator types at once.
-            assert await focused(page) == "voucher"
+            await focus_lands(page, "voucher")
             await check.look(page, "console-operator-find")
 
             # A wrong birth date: the summary takes the focus (no script) and says it plainly.
@@ -65,7 +57,7 @@ async def test_a_whole_call_by_keyboard(
                 await type_into(page, field, value)
             async with page.expect_navigation():
                 await page.keyboard.press("Enter")
-            assert await focused(page) == "error-summary"
+            await focus_lands(page, "error-summary")
             assert "台帳と一致しません" in await page.locator("#error-summary").inner_text()
             await check.look(page, "console-operator-find-error")
             await type_into(page, "#year", "昭和25")
@@ -79,7 +71,7 @@ async def test_a_whole_call_by_keyboard(
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/review?*")
             assert re.search(r"残り約 \d+ 分", await page.locator(".kept").inner_text())
-            assert await focused(page) == "予約を確定する"
+            await focus_lands(page, "予約を確定する")
             await check.look(page, "console-operator-review")
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/done?*")
@@ -99,11 +91,9 @@ async def test_a_whole_call_by_keyboard(
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/review?*replaces=*")
             await check.look(page, "console-operator-review-change")
-            # The page puts the focus on its confirm button (as the first review above);
-            # Enter is pressed on that button itself: a key sent to the page right after
-            # the accessibility check's twin page closed was now and then lost (the page
-            # stayed on the review, nothing submitted), in the test harness, not the page.
-            assert await focused(page) == "この日時への変更を確定する"
+            # The page puts the focus on its confirm button (as the first review above): the
+            # test waits for the autofocus to land (see focus_lands), then presses Enter on it.
+            await focus_lands(page, "この日時への変更を確定する")
             await page.locator("form[action='/staff/operator/confirm'] button").press("Enter")
             await page.wait_for_url("**/staff/operator/done?*changed=1*")
             assert "予約を変更しました" in await page.locator("h1").inner_text()
@@ -129,7 +119,7 @@ async def test_a_whole_call_by_keyboard(
             await tab_to(page, "a[href^='/staff/operator/member']")
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/member?*")
-            assert await focused(page) == "voucher"
+            await focus_lands(page, "voucher")
             await check.look(page, "console-operator-member")
             await page.keyboard.type(voucher(12))
             for field, value in (("#year", "1950"), ("#month", "4"), ("#day", "1")):
@@ -152,7 +142,8 @@ async def test_a_whole_call_by_keyboard(
             await tab_to(page, ".notice button.primary")
             await page.keyboard.press("Enter")
             await page.wait_for_url("**/staff/operator/review?*replaces=*")
-            await page.keyboard.press("Enter")
+            await focus_lands(page, "この日時への変更を確定する")
+            await page.locator("form[action='/staff/operator/confirm'] button").press("Enter")
             await page.wait_for_url("**/staff/operator/done?*changed=1*")
             await tab_to(page, "a.button[href^='/staff/operator/call']")
             await page.keyboard.press("Enter")

@@ -19,6 +19,7 @@ from booking.settings import BookingSettings
 from tests.booking.client import mint_pass
 from tests.booking.factory import World, make_slot, voucher
 from tests.booking.helpers import pg_slot
+from tests.booking.keyboard import focus_lands
 from tests.servers import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -111,7 +112,7 @@ async def test_the_resident_journey_in_chromium(
             # A wrong voucher format: the summary takes the focus and names the field.
             await page.fill("#voucher", "12")
             await page.click("button.primary")
-            assert await page.evaluate("document.activeElement.id") == "error-summary"
+            await focus_lands(page, "error-summary")
             await check.look(page, "signin-error")
             await page.fill("#year", "1950")
             assert "昭和25" in await page.locator("#era").inner_text()
