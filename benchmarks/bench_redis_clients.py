@@ -10,7 +10,8 @@ node (``redis-server`` from PATH, loopback, nothing kept), then sends the bookin
 shape of command — EVALSHA of a two-key script whose keys share a hash tag, from
 ``concurrency`` tasks at once, tags spread over every slot owner — through:
 
-  mux      machiai.redis_mux.RedisMux, single node (the engine today)
+  mux      machiai.redis_mux.RedisMux, single node, and machiai.redis_cluster.ClusterMux
+           on the cluster (what both services use with REDIS_URL=redis+cluster://…)
   redis-py redis.asyncio.RedisCluster (the floor the issue names), and redis.asyncio.Redis
            on the single node for reference
   coredis  coredis.RedisCluster
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from machiai.embedded import free_port
+from machiai.redis_cluster import ClusterMux
 from machiai.redis_mux import RedisMux
 
 SCRIPT = b"local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1]) return n"
@@ -102,6 +104,16 @@ async def _mux(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
     return send, mux.aclose
 
 
+async def _cluster_mux(port: int) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    mux = ClusterMux([("127.0.0.1", port)], {})
+    sha = (await mux.execute("SCRIPT", "LOAD", SCRIPT)).decode()
+
+    async def send(i: int) -> Any:
+        return await mux.execute("EVALSHA", sha, 2, *_keys(i), i)
+
+    return send, mux.aclose
+
+
 async def _redis_py(url: str, cluster: bool) -> tuple[Send, Callable[[], Awaitable[None]]]:
     import redis.asyncio as aioredis
 
@@ -148,6 +160,7 @@ async def _glide(host: str, port: int) -> tuple[Send, Callable[[], Awaitable[Non
 async def _run(args: argparse.Namespace, single: int, first: int) -> None:
     cases: list[tuple[str, Make]] = [
         ("mux, single node", lambda: _mux(f"redis://127.0.0.1:{single}/0")),
+        ("mux ClusterMux", lambda: _cluster_mux(first)),
         ("redis-py, single node", lambda: _redis_py(f"redis://127.0.0.1:{single}/0", False)),
         ("redis-py RedisCluster", lambda: _redis_py(f"redis://127.0.0.1:{first}/0", True)),
     ]

@@ -9,7 +9,6 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 import asyncpg
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -35,6 +34,7 @@ from machiai import logs, metrics
 from machiai.errors import EXCEPTION_HANDLERS, Busy
 from machiai.gc_tuning import tune_gc_for_serving
 from machiai.health import health_routes
+from machiai.redis_cluster import redis_client
 from machiai.request_id import RequestId
 from machiai.tokens import Tokens
 
@@ -63,11 +63,7 @@ def create_app(settings: BookingSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Every call has a deadline (settings): a paused Redis or Postgres makes "busy"
         # quickly, never a request that hangs and piles up behind others.
-        app.state.redis = aioredis.Redis.from_url(
-            settings.core.redis_url,
-            socket_timeout=settings.redis_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
-        )
+        app.state.redis = redis_client(settings.core.redis_url, timeout_s=settings.redis_timeout_s)
         app.state.db = await asyncpg.create_pool(
             settings.core.database_url,
             min_size=settings.db_pool_min,

@@ -19,7 +19,7 @@ import asyncpg
 from booking import errors
 from booking.middleware import p95_ms
 from booking.services.context import Ctx
-from booking.services.inventory import ensure_inventory
+from booking.services.inventory import ensure_inventory, mirror_unmirrored
 from booking.services.reminders import remind_when_due
 from booking.store import pg, pg_delivery, pg_passes
 from machiai import audit, metrics
@@ -43,6 +43,7 @@ async def refresh_once(ctx: Ctx, samples: deque[tuple[float, float]]) -> None:
     if await ensure_inventory(ctx):
         metrics.REDIS_REBUILDS.inc()
         log.warning("booking inventory rebuilt from Postgres (Redis epoch was missing)")
+    await mirror_unmirrored(ctx)
     pool = ctx.pool
     metrics.report_pool("booking", pool.get_size() - pool.get_idle_size(), pool.get_max_size())
     # Taken before counting: a report dated after an event's opening was counted after it

@@ -19,6 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from machiai.cluster_url import CLUSTER_SCHEMES, parse_cluster_url
+
 MIN_SECRET_LENGTH = 32
 
 
@@ -95,6 +97,13 @@ class Env:
         if value is None:
             return None
         # The value itself is never quoted back: a URL may carry a password.
+        scheme = value.partition("://")[0]
+        if scheme in CLUSTER_SCHEMES and scheme in schemes:
+            try:
+                parse_cluster_url(value)  # several host:port seeds: not one netloc
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+            return value
         try:
             parts = urlsplit(value)
             hostname = parts.hostname
@@ -115,7 +124,7 @@ class Env:
         return Path(self.text("MACHIAI_DATA_DIR", ".machiai")).resolve()
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 _PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +12,7 @@ from starlette.routing import Route
 
 from machiai.errors import error_body
 from machiai.openapi import Operation, Reply, error_schema, obj, string
+from machiai.redis_cluster import RedisClient
 
 READY_TIMEOUT_S = 2.0
 _CHECK = string(enum=("ok", "unavailable"))
@@ -64,7 +64,7 @@ def health_routes(service: str) -> list[Route]:
 
     async def ready(request: Request) -> Response:
         """Ready when both backing services answer; a load balancer drains us otherwise."""
-        redis_client: aioredis.Redis = request.app.state.redis
+        redis_client: RedisClient = request.app.state.redis
         pool: asyncpg.Pool = request.app.state.db
         checks: dict[str, str] = {}
         try:

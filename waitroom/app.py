@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
@@ -16,6 +15,7 @@ from machiai import logs, metrics
 from machiai.errors import EXCEPTION_HANDLERS
 from machiai.health import health_routes
 from machiai.pages import static_routes
+from machiai.redis_cluster import redis_client
 from machiai.request_id import RequestId
 from machiai.tokens import Tokens
 from waitroom.services.client_limiter import ClientLimiter
@@ -47,11 +47,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            settings.core.redis_url,
-            socket_timeout=settings.redis_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
-        )
+        client = redis_client(settings.core.redis_url, timeout_s=settings.redis_timeout_s)
         # Every statement has a deadline: a paused Postgres makes "busy", not a hung request.
         pool = await asyncpg.create_pool(
             settings.core.database_url,

@@ -18,6 +18,7 @@ from booking import errors
 from booking.domain import Actor, HoldRef, Resident
 from booking.services import sessions
 from booking.services.context import Ctx, request_hash
+from booking.services.inventory import after_commit
 from booking.store import pg, pg_cancel, pg_confirm
 from machiai.pg import Conn
 
@@ -185,8 +186,8 @@ async def confirm_booking(
     if replaces is not None:
         ctx.recent.pop(replaces, None)
     remember(ctx, resident, outcome.response["booking"])
-    await ctx.redis.finish_confirm(outcome.states, hold, resident)
-    ctx.inventory_changed.set()
+    tidy = ctx.redis.finish_confirm(outcome.states, hold, resident)
+    await after_commit(ctx, outcome.states, tidy)
     return outcome.response
 
 
@@ -237,6 +238,5 @@ async def cancel_booking(
     ctx.recent.pop(booking_id, None)
     if voucher is not None:
         ctx.doses.pop(Resident(actor.municipality, voucher), None)
-    await ctx.redis.apply_slots(outcome.states)
-    ctx.inventory_changed.set()
+    await after_commit(ctx, outcome.states, ctx.redis.apply_slots(outcome.states))
     return outcome.response

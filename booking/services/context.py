@@ -75,6 +75,9 @@ class Ctx:
     catalog: SlotCatalog
     # Set when a booking changed inventory: the refresher publishes at once.
     inventory_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Slots whose change Postgres committed but Redis did not take (it failed after the
+    # commit): the refresher mirrors them from Postgres at its next turn.
+    unmirrored: set[str] = field(default_factory=set)
     # Slots being mirrored from Postgres into Redis on demand (one read per slot at a time).
     mirroring: SingleFlight[str, bool] = field(default_factory=SingleFlight)
     lanes: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)

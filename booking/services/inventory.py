@@ -9,12 +9,17 @@ UPDATE in Postgres stops any oversell meanwhile.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
+from booking import errors
+from booking.domain import SlotState
 from booking.services.context import Ctx
 from booking.store import pg
+
+log = logging.getLogger(__name__)
 
 
 async def load_slot(ctx: Ctx, slot_id: str) -> bool:
@@ -57,6 +62,35 @@ async def rebuild_inventory(ctx: Ctx) -> int:
     await ctx.redis.apply_slots(states)
     await ctx.redis.set_epoch(f"{int(time.time())}:{uuid.uuid4().hex[:8]}", marks)
     return len(states)
+
+
+async def mirror_unmirrored(ctx: Ctx) -> int:
+    """Mirror again the slots whose committed change Redis did not take (see
+    :func:`after_commit`); they stay marked until Redis has them. Returns slots written."""
+    slot_ids = sorted(ctx.unmirrored)
+    if not slot_ids:
+        return 0
+    async with pg.acquire(ctx.pool) as conn:
+        states = await pg.slot_states(conn, slot_ids)
+    await ctx.redis.apply_slots(states)
+    ctx.unmirrored.difference_update(slot_ids)
+    return len(states)
+
+
+async def after_commit(ctx: Ctx, states: Sequence[SlotState], tidy: Awaitable[None]) -> None:
+    """Run ``tidy`` (Redis catching up with what Postgres just committed).
+
+    Promise: a change Postgres committed is answered as done. Redis only mirrors it, so a
+    Redis that fails here (a cluster master dying, a timeout) does not turn the answer into
+    "busy" — the resident would try again and find a booking they were told failed. Its
+    slots are mirrored again by the refresher instead; a hold left behind lapses on its own.
+    """
+    try:
+        await tidy
+    except errors.Busy:
+        ctx.unmirrored.update(st.slot_id for st in states)
+        log.warning("Redis missed a committed change of %d slot(s): mirrored again", len(states))
+    ctx.inventory_changed.set()
 
 
 async def ensure_inventory(ctx: Ctx) -> bool:

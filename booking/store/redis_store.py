@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from booking.domain import Channel, HoldRef, Refusal, Resident, SlotState
 from booking.errors import Busy
 from booking.store import keys
 from machiai import keys as shared_keys
-from machiai.redis_mux import Arg, RedisMux
+from machiai.redis_cluster import RedisClient, wire_like
+from machiai.redis_mux import Arg
 from machiai.scripts import Scripts
 
 # What a count of places left reads of a slot's inventory (see hold_slot-3.lua).
@@ -123,11 +123,11 @@ class RedisStore:
     """Typed access to booking's keys over ``wire``; ``client`` (redis.asyncio, same
     server) is for health checks and tests that look at the keys."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, client: RedisClient, prefix: str, timeout_s: float = 2.0) -> None:
         self.client = client
         self.prefix = prefix
         # Redis silent for timeout_s: every waiting call fails (busy), the next reconnects.
-        self.wire = RedisMux.like(client, timeout_s=timeout_s, connect_timeout_s=timeout_s)
+        self.wire = wire_like(client, timeout_s=timeout_s, connect_timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         await self.wire.aclose()

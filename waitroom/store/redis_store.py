@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from machiai import keys as shared
-from machiai.redis_mux import RedisMux
+from machiai.redis_cluster import RedisClient, wire_like
 from machiai.scripts import Scripts
 from waitroom.errors import ScriptError, StoreUnavailable
 from waitroom.store import keys
@@ -149,13 +148,13 @@ class RedisStore:
     """The waitroom's Lua scripts, sent as EVALSHA over one connection to the server
     ``client`` (redis.asyncio) names; ``client`` stays for health checks and tests."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, client: RedisClient, prefix: str, timeout_s: float = 2.0) -> None:
         self.client = client
         self.prefix = prefix
         self.timeout_s = timeout_s
         # Promise: an admitted burst gets its passes; "busy" only when Redis is unreachable
         # or slower than timeout_s (the mux fails every waiting call then, not the 101st).
-        self._wire = RedisMux.like(client, timeout_s=timeout_s, connect_timeout_s=timeout_s)
+        self._wire = wire_like(client, timeout_s=timeout_s, connect_timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         await self._wire.aclose()
