@@ -257,8 +257,10 @@ class ClusterMux:
         if slot is None:
             return await self._keyless(args)
         address = self._slots[slot] or await self._master_of(slot)
+        mux = self._nodes.get(address) or self._node(address)
         try:
-            return await self._node(address).execute(*args)
+            sent = mux.send_now(args)
+            return await (mux.execute(*args) if sent is None else sent)
         except (RedisConnectionError, RedisTimeoutError):
             self._stale()
             raise
