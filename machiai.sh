@@ -71,7 +71,15 @@ case "$cmd" in
         echo "==> mypy" >&2
         "$venv/bin/mypy"
         echo "==> pytest" >&2
-        exec "$venv/bin/pytest" "$@"
+        [ $# -gt 0 ] && exec "$venv/bin/pytest" "$@"
+        "$venv/bin/pytest"
+        # The whole command, not a chosen test: both services again over a local Redis
+        # Cluster (3 masters + 3 replicas, tests/servers.py). Not the browser pages (minutes
+        # of Chromium for the requests the API tests make) nor the failover test (its own
+        # cluster whatever the mode: it ran above).
+        echo "==> pytest: booking and waitroom against a Redis Cluster (MACHIAI_TEST_REDIS=cluster)" >&2
+        MACHIAI_TEST_REDIS=cluster exec "$venv/bin/pytest" tests/booking tests/waitroom \
+            --ignore-glob='*_browser.py' --ignore=tests/booking/test_cluster_failover.py
         ;;
     *)
         exec "$venv/bin/machiai" "$cmd" "$@"

@@ -174,9 +174,13 @@ class EmbeddedRedis(_Server):
         port: int | None = None,
         host: str = "127.0.0.1",
         persistent: bool = True,
+        cluster_node_timeout_ms: int | None = None,
     ) -> None:
         super().__init__(data_dir, port, host)
         self.persistent = persistent
+        # Set: a Redis Cluster node (its bus on port + 10000, its nodes.conf in data_dir)
+        # that counts a peer failed after this long without an answer.
+        self.cluster_node_timeout_ms = cluster_node_timeout_ms
 
     @property
     def url(self) -> str:
@@ -205,6 +209,15 @@ class EmbeddedRedis(_Server):
             "--loglevel",
             "warning",
         ]
+        if self.cluster_node_timeout_ms is not None:
+            argv += [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.data_dir / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(self.cluster_node_timeout_ms),
+            ]
         self._spawn(argv)
         self._wait_ready()
         return self

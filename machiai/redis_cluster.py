@@ -161,6 +161,8 @@ class ClusterMux:
     def _node(self, address: Address) -> RedisMux:
         mux = self._nodes.get(address)
         if mux is None:
+            if self._closed:  # no connection opened after aclose (nobody would close it)
+                raise RedisConnectionError("Redis client is closed")
             options = dict(self.options, host=address[0], port=address[1])
             mux = RedisMux(
                 options, timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s

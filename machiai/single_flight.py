@@ -9,6 +9,7 @@ out into one Postgres query per waiting request is a self-inflicted surge.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -22,17 +23,35 @@ class SingleFlight(Generic[K, V]):
     the next caller starts a new fetch: nothing is cached here.
 
     A caller cancelled while waiting leaves the fetch running for the others.
+
+    ``asked_at`` (time.monotonic()): when the caller learnt it lacks the thing. A fetch
+    for ``key`` that finished after that moment answers it without a new one — a caller
+    whose answer was delayed (a pipeline waiting on another Redis Cluster node) while
+    the fetch ran and finished would otherwise start a second one.
     """
+
+    # Recent results kept for ``asked_at`` callers; cleared whole beyond this many keys.
+    RECENT_LIMIT = 10_000
 
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Task[V]] = {}
+        self._recent: dict[K, tuple[float, V]] = {}
         # Fetches started (not calls): what the thing behind it was really asked.
         self.started = 0
 
     def __len__(self) -> int:
         return len(self._running)
 
-    async def run(self, key: K, fetch: Callable[[], Coroutine[Any, Any, V]]) -> V:
+    async def run(
+        self,
+        key: K,
+        fetch: Callable[[], Coroutine[Any, Any, V]],
+        asked_at: float | None = None,
+    ) -> V:
+        if asked_at is not None:
+            recent = self._recent.get(key)
+            if recent is not None and recent[0] > asked_at:
+                return recent[1]
         task = self._running.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(fetch())
@@ -46,4 +65,7 @@ class SingleFlight(Generic[K, V]):
             del self._running[key]
         if not task.cancelled():
             # Marks the exception retrieved when every waiter was cancelled before it came.
-            task.exception()
+            if task.exception() is None:
+                if len(self._recent) >= self.RECENT_LIMIT:
+                    self._recent.clear()
+                self._recent[key] = (time.monotonic(), task.result())

@@ -8,17 +8,39 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from machiai.config import CoreSettings, Env, core_settings
+from machiai.redis_cluster import RedisClient
 from tests import report
 from tests.servers import (
     PostgresForTests,
     delete_prefixed_keys,
     postgres_for_tests,
+    redis_client_for_tests,
+    redis_cluster_wanted,
     redis_for_tests,
     session_tmpdir,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "single_redis(reason): needs one Redis server (its process, its whole keyspace); "
+        "skipped when MACHIAI_TEST_REDIS=cluster",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``MACHIAI_TEST_REDIS=cluster``, tests marked ``single_redis`` skip with their
+    reason."""
+    if not redis_cluster_wanted():
+        return
+    for item in items:
+        marker = item.get_closest_marker("single_redis")
+        if marker is not None:
+            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"single Redis only: {why}"))
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +80,9 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
+    """redis-py's client for the session's Redis: a ``RedisCluster`` on a cluster."""
+    client = redis_client_for_tests(redis_url)
     try:
         yield client
     finally:

@@ -20,6 +20,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from machiai.redis_mux import RedisMux
 
+# The mux is one server's connection (its URL, its databases, its AUTH); over a cluster
+# ClusterMux runs one per master (tests/machiai/test_redis_cluster.py).
+pytestmark = pytest.mark.single_redis(reason="RedisMux is the connection to one server")
+
 
 @pytest.fixture
 async def mux(redis_url: str) -> AsyncIterator[RedisMux]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from booking import errors
@@ -64,6 +65,7 @@ async def hold_slot(
     hold = HoldRef.new(slot_id)
     hold_ms = ctx.settings.hold_ms
     channel = actor.channel
+    asked_at = time.monotonic()
     attempt = await ctx.redis.claim_resident_and_hold(
         resident, hold, hold_ms, None if check is None else check.key, channel=channel
     )
@@ -82,8 +84,9 @@ async def hold_slot(
             if refusal is not Refusal.NOT_LOADED:
                 break
             # Redis lost this slot: mirror it from Postgres and try again.
-            if not await load_slot(ctx, slot_id):
+            if not await load_slot(ctx, slot_id, asked_at):
                 raise errors.NotFound()
+            asked_at = time.monotonic()
             try:
                 left = await ctx.redis.hold_slot(hold, resident, hold_ms, channel=channel)
                 refusal = None

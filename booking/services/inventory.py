@@ -22,10 +22,12 @@ from booking.store import pg
 log = logging.getLogger(__name__)
 
 
-async def load_slot(ctx: Ctx, slot_id: str) -> bool:
+async def load_slot(ctx: Ctx, slot_id: str, asked_at: float | None = None) -> bool:
     """Mirror one slot from Postgres; False when Postgres does not know it. Concurrent
-    holds on a slot Redis lacks share one read (at 9:00 they come by the hundred)."""
-    return await ctx.mirroring.run(slot_id, lambda: _load_slot(ctx, slot_id))
+    holds on a slot Redis lacks share one read (at 9:00 they come by the hundred);
+    ``asked_at`` (monotonic: when the hold was sent that found the slot missing) lets a
+    mirror finished since then answer too."""
+    return await ctx.mirroring.run(slot_id, lambda: _load_slot(ctx, slot_id), asked_at)
 
 
 async def _load_slot(ctx: Ctx, slot_id: str) -> bool:

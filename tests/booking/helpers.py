@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from redis.asyncio.cluster import RedisCluster
 
 from booking.domain import Actor, Channel, Resident
 from booking.services.confirm import confirm_booking
 from booking.services.context import Ctx
 from booking.services.hold import hold_slot
 from booking.store import keys
+from machiai.redis_cluster import ClusterMux, RedisClient, wire_like
 from machiai.redis_mux import Arg, RedisMux
 from tests.booking.factory import voucher
 
@@ -71,3 +73,56 @@ class CountingMux(RedisMux):
     async def pipeline(self, commands: Any, *, raise_on_error: bool = True) -> list[Any]:
         self.trips += 1
         return await super().pipeline(commands, raise_on_error=raise_on_error)
+
+
+class CountingClusterMux(ClusterMux):
+    """Counts calls as :class:`CountingMux` does (a pipeline is one, though a cluster sends
+    its parts to their nodes at once)."""
+
+    trips = 0
+
+    async def execute(self, *args: Arg) -> Any:
+        self.trips += 1
+        return await super().execute(*args)
+
+    async def pipeline(self, commands: Any, *, raise_on_error: bool = True) -> list[Any]:
+        self.trips += 1
+        return await super().pipeline(commands, raise_on_error=raise_on_error)
+
+
+def counting_wire(client: RedisClient) -> CountingMux | CountingClusterMux:
+    """A wire to the Redis ``client`` names, one server or a cluster, that counts its calls."""
+    if not isinstance(client, RedisCluster):
+        return CountingMux.like(client)
+    plain = wire_like(client, timeout_s=10.0, connect_timeout_s=5.0)
+    assert isinstance(plain, ClusterMux)
+    return CountingClusterMux(
+        plain.seeds,
+        plain.options,
+        timeout_s=plain.timeout_s,
+        connect_timeout_s=plain.connect_timeout_s,
+    )
+
+
+def master_count(client: RedisClient) -> int:
+    """How many servers own keys: each needs its own copy of a script."""
+    return len(client.get_primaries()) if isinstance(client, RedisCluster) else 1
+
+
+async def command_stats(client: RedisClient) -> dict[str, dict[str, int]]:
+    """INFO commandstats (counts only), summed over a cluster's masters: a command runs on
+    the master of its key, and INFO asks one node unless told otherwise."""
+    if not isinstance(client, RedisCluster):
+        stats: dict[str, dict[str, Any]] = await client.info("commandstats")
+        per_node = [stats]
+    else:
+        by_node = await client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        per_node = list(by_node.values())
+    total: dict[str, dict[str, int]] = {}
+    for node_stats in per_node:
+        for command, fields in node_stats.items():
+            into = total.setdefault(command, {})
+            for field, value in fields.items():
+                if isinstance(value, int):
+                    into[field] = into.get(field, 0) + value
+    return total

@@ -19,7 +19,7 @@ from machiai import keys as shared_keys
 from machiai.client_address import parse_trusted_proxies
 from tests.booking.client import code, mint_pass, open_session, running
 from tests.booking.factory import BIRTH, World, make_slot, voucher
-from tests.booking.helpers import CountingMux
+from tests.booking.helpers import command_stats, counting_wire
 
 
 async def test_resident_books_and_cancels(
@@ -360,7 +360,7 @@ async def test_hold_and_confirm_check_the_session_in_their_own_first_round_trip(
     sessions_key = shared_keys.booking_sessions(redis_prefix, world.event_id)
     async with running(settings) as (app, client):
         ctx = app.state.ctx
-        counting = CountingMux.like(redis)
+        counting = counting_wire(redis)
         await ctx.redis.wire.aclose()
         ctx.redis.wire = counting
 
@@ -420,11 +420,11 @@ async def test_searches_at_once_share_one_read_of_the_counts(
     async with running(settings) as (_, client):
         auth = await open_session(client, settings, world.event_id, voucher(3), BIRTH.isoformat())
         await client.get("/api/slots", headers=auth)  # the slot list itself is cached too
-        before = await redis.info("commandstats")
+        before = await command_stats(redis)
         responses = await asyncio.gather(
             *[client.get("/api/slots", headers=auth) for _ in range(20)]
         )
-        after = await redis.info("commandstats")
+        after = await command_stats(redis)
     assert all(r.status_code == 200 for r in responses)
     for r in responses:
         assert sorted(s["remaining"] for s in r.json()["slots"]) == [2] * len(slots)

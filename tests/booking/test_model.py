@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import asyncpg
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -26,6 +25,7 @@ from booking.store import keys
 from booking.store.redis_store import RedisStore
 from tests.booking.factory import World, make_slot, make_world
 from tests.booking.helpers import operator, web
+from tests.servers import redis_client_for_tests
 
 T = TypeVar("T")
 RESIDENTS = 4
@@ -76,7 +76,7 @@ def check_against_model(env_vars: dict[str, str]) -> None:
 
     base = BookingSettings.from_env(env_vars)
     pool: asyncpg.Pool = run(asyncpg.create_pool(base.core.database_url, min_size=1, max_size=4))
-    client = aioredis.Redis.from_url(base.core.redis_url)
+    client = redis_client_for_tests(base.core.redis_url)
 
     async def seed() -> World:
         async with pool.acquire() as conn:

@@ -24,7 +24,7 @@ from booking.settings import BookingSettings
 from booking.store import keys, pg, pg_confirm
 from tests.booking.client import open_session, running, staff_token
 from tests.booking.factory import BIRTH, World, make_slot, make_staff, voucher
-from tests.booking.helpers import CountingMux, book, operator, resident, web
+from tests.booking.helpers import book, counting_wire, operator, resident, web
 
 PHONE = Channel.OPERATOR
 
@@ -211,7 +211,7 @@ async def test_a_changed_share_reaches_redis_at_the_next_refresh(
     async with db.acquire() as conn:
         sid = await make_slot(conn, world.clinic_id, world.event_id, 4)
     await rebuild_inventory(ctx)
-    counting = CountingMux.like(ctx.redis.client)
+    counting = counting_wire(ctx.redis.client)
     await ctx.redis.wire.aclose()
     ctx.redis.wire = counting
     assert not await ensure_inventory(ctx)

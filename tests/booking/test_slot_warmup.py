@@ -18,7 +18,7 @@ from booking.settings import BookingSettings
 from booking.store.redis_store import APPLY_BATCH
 from tests.booking.client import running, staff_token
 from tests.booking.factory import BIRTH, World, make_slot, make_staff, voucher
-from tests.booking.helpers import CountingMux, resident, web
+from tests.booking.helpers import counting_wire, resident, web
 
 
 async def test_published_slots_are_in_redis_and_the_catalogue_before_any_hold(
@@ -113,7 +113,7 @@ async def test_a_rebuild_larger_than_one_batch_mirrors_every_slot_in_few_round_t
         world.event_id,
         count,
     )
-    counting = CountingMux.like(redis)
+    counting = counting_wire(redis)
     await ctx.redis.wire.aclose()
     ctx.redis.wire = counting
     assert await rebuild_inventory(ctx) == count

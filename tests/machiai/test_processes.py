@@ -12,17 +12,19 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio.cluster import RedisCluster
 
 from machiai import metrics
+from machiai.cluster_url import is_cluster_url
 from machiai.embedded import EmbeddedPostgres, EmbeddedRedis, PostgresTuning, free_port
 from tests import report
-from tests.servers import session_tmpdir
+from tests.servers import redis_client_for_tests, session_tmpdir
 
 
 @pytest.fixture
@@ -206,12 +208,29 @@ async def test_machiai_run_never_prints_a_password(
     CI logs and tickets."""
     redis_password, pg_password = "r-" + uuid.uuid4().hex, "p-" + uuid.uuid4().hex
     user = f"machiai-test-{uuid.uuid4().hex[:8]}"
-    admin = aioredis.Redis.from_url(redis_url)
+    admin = redis_client_for_tests(redis_url)
+    # Users are each node's own: every node of a cluster learns this one.
+    nodes: dict[str, Any] = {}
+    if isinstance(admin, RedisCluster):
+        nodes["target_nodes"] = RedisCluster.ALL_NODES
     await admin.acl_setuser(
-        user, enabled=True, passwords=[f"+{redis_password}"], keys=["*"], commands=["+@all"]
+        user,
+        enabled=True,
+        passwords=[f"+{redis_password}"],
+        keys=["*"],
+        commands=["+@all"],
+        **nodes,
     )
     try:
-        r, p = urlsplit(redis_url), urlsplit(database_url)
+        p = urlsplit(database_url)
+        if is_cluster_url(redis_url):
+            scheme, _, seeds = redis_url.partition("://")
+            authed_redis_url = f"{scheme}://{user}:{redis_password}@{seeds}"
+        else:
+            r = urlsplit(redis_url)
+            authed_redis_url = r._replace(
+                netloc=f"{user}:{redis_password}@{r.hostname}:{r.port}"
+            ).geturl()
         pg_user = p.username or "postgres"
         pg_password = p.password or pg_password  # a trust-auth server ignores a made-up one
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
@@ -222,7 +241,7 @@ async def test_machiai_run_never_prints_a_password(
             BOOKING_PORT=str(ports[1]),
             MACHIAI_ENV="development",
             MACHIAI_REDIS_PREFIX=redis_prefix,
-            REDIS_URL=r._replace(netloc=f"{user}:{redis_password}@{r.hostname}:{r.port}").geturl(),
+            REDIS_URL=authed_redis_url,
             DATABASE_URL=p._replace(
                 netloc=f"{pg_user}:{pg_password}@{p.hostname}:{p.port}"
             ).geturl(),
@@ -249,7 +268,7 @@ async def test_machiai_run_never_prints_a_password(
         for secret in (redis_password, pg_password):
             assert secret not in printed
     finally:
-        await admin.acl_deluser(user)
+        await admin.acl_deluser(user, **nodes)
         await admin.aclose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -95,3 +96,25 @@ def test_one_fetch_per_key_in_flight(keys: list[str]) -> None:
         assert len(flight) == 0
 
     asyncio.run(scenario())
+
+
+async def test_a_caller_asking_before_a_finished_fetch_gets_its_result() -> None:
+    """A caller that learnt it lacked the thing before the last fetch finished (its answer
+    was delayed while that fetch ran) takes that fetch's result; one that asks after it
+    starts a new fetch."""
+    flight: SingleFlight[str, int] = SingleFlight()
+    fetched = 0
+
+    async def fetch() -> int:
+        nonlocal fetched
+        fetched += 1
+        await asyncio.sleep(0)
+        return fetched
+
+    asked_early = time.monotonic()
+    assert await flight.run("slot", fetch, asked_early) == 1
+    assert await flight.run("slot", fetch, asked_early) == 1  # late answer: no new fetch
+    assert flight.started == 1
+    assert await flight.run("slot", fetch, time.monotonic()) == 2  # asked after it: fetch
+    assert await flight.run("slot", fetch) == 3  # without asked_at: as before
+    assert flight.started == 3
