@@ -29,10 +29,11 @@ import asyncpg
 import psutil
 
 from loadtests import judge, report
+from loadtests.lean.run import LeanRun
 from loadtests.outbox import DRAIN_TIMEOUT_S, OutboxBacklog, drain_and_stop
 from loadtests.periodic import Periodic
 from loadtests.probe import LatencyProbe
-from loadtests.profiles import Fault, Profile
+from loadtests.profiles import Fault, Generator, Profile
 from loadtests.seed import MUNICIPALITY, Dataset, seed_profile
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -439,6 +440,10 @@ def run_loadtest(
     """The whole run; returns 0 when the system held, 1 when an invariant failed.
 
     Without ``deployment`` the harness starts and owns a local system."""
+    generator = profile.generator.value  # locust, or the lean generator (loadtests/lean)
+    if profile.generator is Generator.LEAN and workers != Workers():
+        raise HarnessError("the lean generator runs as one process on this machine")
+    lean: LeanRun | None = None
     started = time.time()
     out = report_root / f"{profile.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
@@ -465,7 +470,7 @@ def run_loadtest(
             locust_tree: dict[int, float] = {}
             timeline = CpuTimeline(
                 lambda: {
-                    "locust": sum(list(locust_tree.values())),
+                    generator: sum(list(locust_tree.values())),
                     **{name: cpu for name, (_pid, cpu) in process_cpu(service_pids()).items()},
                 }
             )
@@ -476,7 +481,14 @@ def run_loadtest(
             if backlog is not None:
                 backlog.start()
             try:
-                code, locust_cpu = run_locust(profile, targets, dataset, out, workers, locust_tree)
+                if profile.generator is Generator.LEAN:
+                    lean = LeanRun(service_pids)
+                    urls = (targets.waitroom_url, targets.booking_url)
+                    code, locust_cpu = lean.run(profile, *urls, dataset, out, locust_tree)
+                else:
+                    code, locust_cpu = run_locust(
+                        profile, targets, dataset, out, workers, locust_tree
+                    )
             finally:
                 probe.stop()
                 timeline.stop()
@@ -516,21 +528,21 @@ def run_loadtest(
         verdict.admitted_per_minute = judge.per_minute(
             [float(j["admitted_at"]) for j in journeys if j.get("admitted_at")], started
         )
-        verdict.latency_ms, failed = judge.read_locust_stats(out / "locust_stats.csv")
+        verdict.latency_ms, failed = judge.read_locust_stats(out / f"{generator}_stats.csv")
         errors_by_endpoint = judge.server_errors(journeys)
         verdict.server_errors = sum(errors_by_endpoint.values())
         if errors_by_endpoint:
             extra["5xx or no response, per endpoint"] = str(errors_by_endpoint)
-        extra["requests locust counted as failed (any cause; see locust_failures.csv)"] = str(
-            failed
-        )
+        extra[
+            f"requests {generator} counted as failed (any cause; see {generator}_failures.csv)"
+        ] = str(failed)
         if code != 0:
-            verdict.notes.append(f"locust exited with {code}; see locust.log")
+            verdict.notes.append(f"{generator} exited with {code}; see {generator}.log")
         verdict.notes.extend(fault_log)
         where = "" if deployment is None else f" against {targets.waitroom_url}"
         per_process = ", ".join(f"{name} {s:.1f}" for name, s in sorted(services_cpu.items()))
         extra["CPU (s) over the run"] = (
-            f"locust {locust_cpu:.1f} ("
+            f"{generator} {locust_cpu:.1f} ("
             + (
                 f"master here, {workers.external} worker(s) elsewhere not counted); "
                 if workers.external
@@ -553,8 +565,11 @@ def run_loadtest(
             )
         extra["CPU share of one core"] = ", ".join(
             f"{name} {s / wall:.0%}"
-            for name, s in [("locust", locust_cpu), *sorted(services_cpu.items())]
+            for name, s in [(generator, locust_cpu), *sorted(services_cpu.items())]
         )
+        # The lean generator's own figures: polling against the formula, memory of every process.
+        lean_extra, lean_charts, lean_figures = lean.figures(out) if lean else ({}, [], {})
+        extra.update(lean_extra)
         charts = [
             report.chart_line_length(journeys, started, out),
             report.chart_per_minute(
@@ -577,12 +592,13 @@ def run_loadtest(
                 )
             )
         for maybe in (
-            report.chart_latency(out / "locust_stats_history.csv", out),
+            report.chart_latency(out / f"{generator}_stats_history.csv", out),
             report.chart_wait(journeys, out),
             report.chart_outbox(backlog.samples if backlog else [], load_end_s, out),
         ):
             if maybe:
                 charts.append(maybe)
+        charts.extend(lean_charts)
         md, _ = report.write_summary(out, profile, verdict, charts, extra)
         (out / "verdict.json").write_text(
             json.dumps(
@@ -608,7 +624,8 @@ def run_loadtest(
                     "wait_error_s": verdict.wait_error_s,
                     "estimate_error": verdict.estimate_error,
                     "notice_lag_s": verdict.notice_lag_s,
-                    "cpu_s": {"locust": locust_cpu, **services_cpu},
+                    "cpu_s": {generator: locust_cpu, **services_cpu},
+                    "generator": {"name": generator, **lean_figures},
                     "cpu_peak_share_5s": peaks,
                     "probe_ms": probed,
                     "wall_s": wall,

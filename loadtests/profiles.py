@@ -12,6 +12,15 @@ class Fault(StrEnum):
     SLOW_BOOKING = "slow-booking"  # every confirm slowed in Postgres for a while
 
 
+class ProfileError(ValueError):
+    pass
+
+
+class Generator(StrEnum):
+    LOCUST = "locust"  # loadtests/locustfile.py: residents, operators, clinic staff, an admin
+    LEAN = "lean"  # loadtests/lean: the same residents, by the hundred thousand; nobody else
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     name: str
@@ -34,6 +43,25 @@ class Profile:
     fault: Fault = Fault.NONE
     fault_at_s: int = 0
     fault_for_s: int = 0
+    # Of the residents admitted, the share that signs in to booking and books; of the others,
+    # the share that still takes its pass before leaving (the rest leave at their turn). The
+    # lean generator only: locust's residents all book.
+    book_share: float = 1.0
+    pass_share: float = 1.0
+    generator: Generator = Generator.LOCUST
+
+    def __post_init__(self) -> None:
+        for name, share in (("book_share", self.book_share), ("pass_share", self.pass_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ProfileError(f"{name} {share} is not a share (0 to 1)")
+        if self.generator is Generator.LOCUST and self.book_share != 1.0:
+            raise ProfileError("book_share below 1 needs the lean generator")
+        staff = self.operators or self.clinic_staff or self.admins
+        if self.generator is Generator.LEAN and staff:
+            raise ProfileError(
+                "the lean generator plays residents only: operators, clinic_staff and admins "
+                "must be 0"
+            )
 
     @property
     def capacity(self) -> int:
@@ -151,6 +179,37 @@ PROFILES: dict[str, Profile] = {
             # a leak this profile is not about (the others keep their 5 %).
             abandon_after_hold=0.0,
         ),
+        Profile(
+            name="city-opening",
+            description="A city's opening: 100,000 residents (lean generator), a pre-queue, "
+            "admission at 12,000/min, a tenth of them book",
+            # 1,000 arrivals a second for 100 s; the event opens 40 s after seeding, so the
+            # first ~25,000 are shuffled in the pre-queue. At 12,000/min the line drains in
+            # under nine minutes (6,000/min would take 17: beyond a run of at most 15).
+            residents=100_000,
+            spawn_per_s=1000,
+            duration_s=600,
+            # 12,000 places for the ~9,500 who book: nobody is turned away as sold out.
+            slots=2000,
+            capacity_per_slot=6,
+            admit_per_minute=12_000,
+            # A turn not taken holds its place for 120 s (~22,000 at this rate; an unused pass
+            # 300 s, ~55,000 with pass_share=1): the rate is the limit here, never the cap.
+            max_active=100_000,
+            operators=0,
+            clinic_staff=0,
+            admins=0,
+            prequeue_s=40,
+            # 100 residents refreshing every 0.2–0.5 s (~300 polls/s on top of the
+            # directed ones; counted apart in the report).
+            aggressive_refresh=0.001,
+            book_share=0.1,
+            # The others leave when their turn comes, as most who do not book would: a pass
+            # taken is followed to booking by the browser (and redeemed there). Unredeemed
+            # passes are what admit_next-9.lua scans on every refresh (loadtests/README.md).
+            pass_share=0.0,
+            generator=Generator.LEAN,
+        ),
     ]
 }
 
@@ -167,11 +226,9 @@ TUNABLE = {
     "operators": int,
     "clinic_staff": int,
     "prequeue_s": int,
+    "book_share": float,
+    "pass_share": float,
 }
-
-
-class ProfileError(ValueError):
-    pass
 
 
 def with_overrides(profile: Profile, assignments: list[str]) -> Profile:
