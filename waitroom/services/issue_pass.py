@@ -47,8 +47,12 @@ async def issue_pass(
         index = line_index(ticket, snap)
         if snap.live.state == "closed":
             raise EventClosed()
-        # Refuse from the snapshot when clearly not admitted: no Redis round trip for impatience.
-        if index is None or index >= snap.live.admitted:
+        # Refuse from the snapshot when clearly not admitted: no Redis round trip for
+        # impatience. Not when the turn may have come since: another process's newer
+        # snapshot may have told this resident "admitted" (with several workers, snapshots
+        # differ by up to a refresh), and a resident told so is never refused here; within
+        # a minute's admissions of the counter, the script decides.
+        if index is None or index >= snap.live.admitted + max(1, snap.admitted_last_min):
             raise NotAdmittedYet()
         try:
             result: PassResult = await store.issue_pass(
