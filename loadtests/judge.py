@@ -28,7 +28,9 @@ class Verdict:
     server_errors: int = 0
     confirmed: int = 0
     admitted: int = 0
-    joined: int = 0
+    # Residents whose records say they joined (None: not counted, e.g. a judged database
+    # alone); a run whose residents never joined judged nothing and does not hold.
+    joined: int | None = None
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     wait_error_s: dict[str, float] = field(default_factory=dict)
     # The first estimate's relative error on waits of LONG_WAIT_S or more (estimate_error).
@@ -50,6 +52,7 @@ class Verdict:
             "server_errors_5xx": self.server_errors,
             "wait_estimate_p90_over_20pct": estimate_over_bar(self.estimate_error),
             "outbox_not_drained": self.outbox_left,
+            "nobody_joined": 1 if self.joined == 0 else 0,
         }
 
     @property

@@ -169,3 +169,11 @@ def test_estimate_error_is_judged_on_long_waits_and_fails_the_run_above_the_bar(
     # Too few long waits to speak of a 90th percentile: reported, not judged.
     few = estimate_error(grace + bad[-(ESTIMATE_MIN_SAMPLE - 1) :])
     assert Verdict(estimate_error=few).violations["wait_estimate_p90_over_20pct"] == 0
+
+
+def test_a_run_nobody_joined_does_not_hold() -> None:
+    """A generator that failed to put anyone in line breaks no invariant, yet proved
+    nothing: such a run must not be reported as held."""
+    assert not Verdict(joined=0).held
+    assert Verdict(joined=0).violations["nobody_joined"] == 1
+    assert Verdict(joined=3).held and Verdict().held
