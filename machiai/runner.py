@@ -340,15 +340,20 @@ def _say(out: TextIO, text: str) -> None:
 
 
 def _banner(settings: RunnerSettings, backends: Backends) -> str:
-    where = f"embedded, data in {settings.data_dir}" if backends.embedded else "given by URL"
+    embedded = f"embedded, data in {settings.data_dir}"
+
+    def where(given: str | None) -> str:
+        # Each backend on its own: one may be given by URL while the other is embedded.
+        return "given by URL" if given or not backends.embedded else embedded
+
     return "\n".join(
         [
             "machiai is running (Ctrl-C stops everything).",
             f"  waitroom  {settings.waitroom_url}",
             f"  booking   {settings.booking_url}",
             # A URL given in the environment may carry a password: never printed.
-            f"  redis     {shown_url(backends.redis_url)}  ({where})",
-            f"  postgres  {shown_url(backends.database_url)}",
+            f"  redis     {shown_url(backends.redis_url)}  ({where(settings.redis_url)})",
+            f"  postgres  {shown_url(backends.database_url)}  ({where(settings.database_url)})",
             "Try it: ./machiai.sh seed-demo   (in another terminal)",
         ]
     )

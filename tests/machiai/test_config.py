@@ -139,3 +139,13 @@ def test_the_run_banner_never_prints_a_password(tmp_path: Path) -> None:
     banner = _banner(settings, Backends(given["REDIS_URL"], given["DATABASE_URL"], embedded=False))
     assert "127.0.0.1:5432/machiai" in banner
     assert "hunter2" not in banner
+
+
+def test_the_run_banner_says_which_backend_is_embedded(tmp_path: Path) -> None:
+    """A Redis (here a cluster) given by URL with an embedded Postgres: each line says its own."""
+    url = "redis+cluster://:hunter2@127.0.0.1:7000,127.0.0.1:7001"
+    settings = RunnerSettings.from_env({"REDIS_URL": url, "MACHIAI_DATA_DIR": str(tmp_path)})
+    banner = _banner(settings, Backends(url, "postgresql://postgres@127.0.0.1:5999/m", True))
+    lines = {line.split()[0]: line for line in banner.splitlines()[1:5]}
+    assert "(given by URL)" in lines["redis"] and "hunter2" not in banner
+    assert "(embedded, data in" in lines["postgres"]
