@@ -20,7 +20,8 @@ V = TypeVar("V")
 class SingleFlight(Generic[K, V]):
     """``run(key, fetch)``: the first caller for ``key`` starts ``fetch()``; callers that
     arrive while it runs wait for that same result (or exception). Once it has finished,
-    the next caller starts a new fetch: nothing is cached here.
+    the next caller starts a new fetch (a result is kept only for ``asked_at`` callers,
+    below).
 
     A caller cancelled while waiting leaves the fetch running for the others.
 

@@ -69,13 +69,18 @@ async def rebuild_inventory(ctx: Ctx) -> int:
 async def mirror_unmirrored(ctx: Ctx) -> int:
     """Mirror again the slots whose committed change Redis did not take (see
     :func:`after_commit`); they stay marked until Redis has them. Returns slots written."""
-    slot_ids = sorted(ctx.unmirrored)
-    if not slot_ids:
+    if not ctx.unmirrored:
         return 0
-    async with pg.acquire(ctx.pool) as conn:
-        states = await pg.slot_states(conn, slot_ids)
-    await ctx.redis.apply_slots(states)
-    ctx.unmirrored.difference_update(slot_ids)
+    # Taken before the read: a slot marked again while it runs (a later commit Redis
+    # missed) stays marked for the next turn instead of being cleared by an older read.
+    slot_ids, ctx.unmirrored = ctx.unmirrored, set()
+    try:
+        async with pg.acquire(ctx.pool) as conn:
+            states = await pg.slot_states(conn, sorted(slot_ids))
+        await ctx.redis.apply_slots(states)
+    except BaseException:
+        ctx.unmirrored |= slot_ids
+        raise
     return len(states)
 
 

@@ -17,6 +17,7 @@ from booking.services.confirm import cancel_booking, confirm_booking
 from booking.services.context import Ctx
 from booking.services.hold import hold_slot
 from booking.services.inventory import mirror_unmirrored, rebuild_inventory
+from booking.store import pg
 from tests.booking.factory import World, make_slot
 from tests.booking.helpers import pg_slot, redis_booked, resident, web
 
@@ -54,3 +55,24 @@ async def test_confirm_and_cancel_answer_done_when_redis_fails_after_commit(
     monkeypatch.undo()
     assert await mirror_unmirrored(ctx) == 1
     assert await redis_booked(ctx, sid) == (await pg_slot(db, sid))[1] == 0
+
+
+async def test_a_slot_marked_again_during_the_mirror_stays_marked(
+    ctx: Ctx, db: asyncpg.Pool, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis missed another commit of the slot while the refresher was reading it: the read
+    may predate that commit, so the slot stays marked for the next turn."""
+    async with db.acquire() as conn:
+        sid = await make_slot(conn, world.clinic_id, world.event_id, 3)
+    await rebuild_inventory(ctx)
+    read = pg.slot_states
+
+    async def read_while_marked_again(conn: Any, slot_ids: Any) -> Any:
+        states = await read(conn, slot_ids)
+        ctx.unmirrored.add(sid)  # a confirm committed after this read, Redis missed it
+        return states
+
+    ctx.unmirrored.add(sid)
+    monkeypatch.setattr(pg, "slot_states", read_while_marked_again)
+    assert await mirror_unmirrored(ctx) == 1
+    assert ctx.unmirrored == {sid}
