@@ -205,8 +205,8 @@ PROFILES: dict[str, Profile] = {
             aggressive_refresh=0.001,
             book_share=0.1,
             # The others leave when their turn comes, as most who do not book would: a pass
-            # taken is followed to booking by the browser (and redeemed there). Unredeemed
-            # passes are what admit_next-9.lua scans on every refresh (loadtests/README.md).
+            # taken is followed to booking by the browser (and redeemed there); unredeemed
+            # passes count as active in booking until they expire (loadtests/README.md).
             pass_share=0.0,
             generator=Generator.LEAN,
         ),

@@ -8,7 +8,7 @@ the admission state of each second feeds ``pace.FlowHistory`` / ``limits_of`` /
 ``status_at`` on a real ``Snapshot`` and must agree (wait, range, poll interval within
 the jitter), or the run stops: the vectorised copy cannot drift from the code it copies.
 
-Modelled, not run (the Lua scripts need Redis): ``admit_next-9.lua``'s admission —
+Modelled, not run (the Lua scripts need Redis): ``admit_next-10.lua``'s admission —
 token bucket at rate × factor with one second banked, ``n = min(tokens, cap − active,
 waiting)``, active = booking sessions + turns without a pass younger than hold_s, its
 dormant/matured counts (turns 20 s–hold_s old without a pass), the backpressure factor
@@ -64,11 +64,11 @@ from waitroom.store.redis_store import LiveState
 
 # What each waitroom operation costs in Redis round trips (read from the code; README).
 REDIS_CALLS = {
-    "admit_next-9": "refresher: 1 per event per process every refresh_ms (250 ms), "
+    "admit_next-10": "refresher: 1 per event per process every refresh_ms (250 ms), "
     "+ 1 coalesced safety-net kick for a join with (almost) nobody ahead",
     "join_line-1": "1 per batch of joins (joins arriving while a call is in flight share the "
     "next): counted per process as λ / (1 + λ·rtt), λ its joins per second",
-    "issue_pass-8": "1 per /enter of an admitted resident (0 when the snapshot says not yet)",
+    "issue_pass-9": "1 per /enter of an admitted resident (0 when the snapshot says not yet)",
     "claim_optins-5": "notifier: 1 per event per process per second",
     "settle_optins-3": "1 per notifier round that claimed opt-ins (at most 1 per process a second)",
     "opt_in-5": "1 per 'your turn is near' sign-up",
@@ -202,7 +202,7 @@ class Opening:
         self.untold = self.n_pre  # pre-queue residents not yet told a wait
         self.pollers = 0  # residents whose tab polls (waiting, not yet seen leaving)
         self.checks = 0
-        # admit_next-9's state: counters, bucket, factor, and what "active" is built from.
+        # admit_next-10's state: counters, bucket, factor, and what "active" is built from.
         self.admitted = 0
         self.arrived = 0
         self.tokens: float | None = None
@@ -237,7 +237,7 @@ class Opening:
             self.in_hold -= int(self.passes_at[t - hold])
         if t >= dorm:
             self.in_dormant -= int(self.passes_at[t - dorm])
-        # The numbers handed out this second (join_line-1), then admission (admit_next-9).
+        # The numbers handed out this second (join_line-1), then admission (admit_next-10).
         pre = self.no_one
         if t < self.open_s:
             pre = self.pre_order[
@@ -279,7 +279,7 @@ class Opening:
             self.rows[key].append(float(value))
 
     def admit(self, t: int) -> Snapshot:
-        """admit_next-9.lua's calls of second ``t`` (every process's refresher), then the
+        """admit_next-10.lua's calls of second ``t`` (every process's refresher), then the
         snapshot a refresher builds from the last of them."""
         s, sc = self.s, self.sc
         opened = t >= self.open_s
@@ -424,7 +424,7 @@ class Opening:
             self.leave_s[ids[quit_]] = t + patience.astype(np.int64)
 
     def enter(self, t: int, ids: IntArray, polled: bool) -> int:
-        """Residents who found their turn: a pass (issue_pass-8), redeemed at once, and a
+        """Residents who found their turn: a pass (issue_pass-9), redeemed at once, and a
         booking session of a log-normal length."""
         k = ids.shape[0]
         self.notice_s[ids] = t
@@ -433,7 +433,7 @@ class Opening:
             self.pollers -= k
         hold, dorm = self.s.hold_s, self.dormant_after
         turn = self.admit_s[ids]
-        inside = turn[turn > t - hold]  # issue_pass-8 records the pass in "issued" only then
+        inside = turn[turn > t - hold]  # issue_pass-9 records the pass in "issued" only then
         if inside.shape[0]:
             base = t - hold + 1
             self.passes_at[base : t + 1] += np.bincount(inside - base, minlength=hold)
@@ -490,9 +490,9 @@ class Opening:
         )
         self.front = front
         calls = {
-            "admit_next-9": self.refreshes_per_s + min(kicks, procs),
+            "admit_next-10": self.refreshes_per_s + min(kicks, procs),
             "join_line-1": batched,
-            "issue_pass-8": float(entered),
+            "issue_pass-9": float(entered),
             "claim_optins-5": float(procs),
             "settle_optins-3": float(min(procs, crossed)),
             "opt_in-5": float(self.signed_up),

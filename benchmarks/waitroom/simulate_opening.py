@@ -6,7 +6,7 @@
         [--out benchmarks/waitroom/simulation.png]
 
 Runs the opening of ``benchmarks.waitroom.opening_model`` (the waitroom's own wait and
-poll-interval code, admit_next-9's admission step, one second at a time), prints the
+poll-interval code, admit_next-10's admission step, one second at a time), prints the
 summary table — runtime, polls per second against the README's formula and against
 fixed 20 s polling, Redis round trips per second by script, the error of the waits told —
 and writes the chart (``benchmarks/waitroom/README.md`` shows and explains both).

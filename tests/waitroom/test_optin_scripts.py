@@ -1,5 +1,5 @@
 """The "your turn is near" scripts through their wrappers, for every return code (real
-Redis, injected clock): opt_in-5, claim_optins-5, settle_optins-3, and issue_pass-8's
+Redis, injected clock): opt_in-5, claim_optins-5, settle_optins-3, and issue_pass-9's
 longer grace."""
 
 from __future__ import annotations

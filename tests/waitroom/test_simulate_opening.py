@@ -155,12 +155,12 @@ def test_redis_is_called_where_the_code_calls_it(runs: dict[str, Run]) -> None:
     run = runs["20k"]
     sc, s = run.scenario, run.settings
     assert set(run.redis) == {k for k in REDIS_CALLS if k != "status"} | {"load_event-1"}
-    assert run.redis["issue_pass-8"].sum() == run.enters.sum()
+    assert run.redis["issue_pass-9"].sum() == run.enters.sum()
     # Once all have joined, every second costs the refreshers and notifiers, one call per
     # entry, claim and opt-in — and nothing for the polls, however many.
     after = slice(run.open_s + STEADY_S, None)
     total = np.sum(list(run.redis.values()), axis=0)[after]
-    per_entry = sum(run.redis[k][after] for k in ("issue_pass-8", "settle_optins-3", "opt_in-5"))
+    per_entry = sum(run.redis[k][after] for k in ("issue_pass-9", "settle_optins-3", "opt_in-5"))
     fixed_cost = sc.processes * 1000 / s.refresh_ms + sc.processes
     assert (total - per_entry == fixed_cost).all()
     polls = run.series["polls"][after]

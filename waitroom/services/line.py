@@ -1,6 +1,6 @@
 """The line of every live event as this process sees it, and the refresher that admits.
 
-Each process keeps, per event, the state admit_next-9.lua last returned. A
+Each process keeps, per event, the state admit_next-10.lua last returned. A
 background task calls that script for every event in use a few times a second:
 one round trip per event per refresh advances admission (leaderless: any
 process may) *and* refreshes the snapshot that every status poll of this

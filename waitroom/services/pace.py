@@ -1,6 +1,6 @@
 """How fast the line will move: what limits admission now, what was measured, and a forecast.
 
-Admission (``admit_next-9.lua``) is limited by
+Admission (``admit_next-10.lua``) is limited by
 
 * the **rate budget**: ``rate × factor`` per minute. The factor drops below 1 while booking
   reports it is slow, and recovers by ``recover_per_s`` once booking is healthy again;

@@ -71,7 +71,7 @@ async def _longer_grace(
     wr: Waitroom, ticket: Ticket, snap: Snapshot, st: TicketStatus
 ) -> TicketStatus:
     """The status of a turn past its plain grace: still admitted, with the time left, when
-    the resident opted in and the longer grace has not passed (what issue_pass-8 lets in:
+    the resident opted in and the longer grace has not passed (what issue_pass-9 lets in:
     every answer — poll, page, enter — says the same)."""
     extra_s = wr.settings.notify_extra_grace_s
     if extra_s <= 0 or st.line_index is None:

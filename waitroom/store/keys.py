@@ -14,7 +14,7 @@ __all__ = ["EVENT_ID"]  # what the events table accepts as an id; nothing else r
 
 
 def event(prefix: str, event_id: str) -> str:
-    """HASH: configuration, live state and counters of one event's line (see admit_next-9.lua)."""
+    """HASH: configuration, live state and counters of one event's line (see admit_next-10.lua)."""
     return f"{shared.event_tag(prefix, event_id)}:wr:event"
 
 
@@ -31,6 +31,11 @@ def issued(prefix: str, event_id: str) -> str:
 def passes(prefix: str, event_id: str) -> str:
     """ZSET: "pass id|ticket id" of passes issued, not yet seen redeemed -> expiry ms (active)."""
     return f"{shared.event_tag(prefix, event_id)}:wr:passes"
+
+
+def pass_tickets(prefix: str, event_id: str) -> str:
+    """HASH: pass id -> ticket id, for every member of ``passes`` (found from a used pass id)."""
+    return f"{shared.event_tag(prefix, event_id)}:wr:pass-tickets"
 
 
 def entered(prefix: str, event_id: str) -> str:
