@@ -1,11 +1,11 @@
 """Booking confirm benchmark — one command, bounded in time, loopback only:
 
-    .venv/bin/python -m benchmarks.booking.bench_confirm [--users 32] [--rounds 3]
+    .venv/bin/python -m benchmarks.booking.bench_confirm [--users 32] [--rounds 3] [--workers 1]
 
 Starts its own embedded Redis and Postgres (machiai.embedded, Postgres with fsync
 on, as in production) in a temporary directory, migrates, seeds one event with a
 registry of residents, and starts the real booking app under real uvicorn
-(1 worker, uvloop + httptools, no access log, no proxy headers:
+(``--workers``, default 1; uvloop + httptools, no access log, no proxy headers:
 as ``machiai run`` starts it) on loopback.
 
 Each round, measured on fresh slots (a few hundred slots of small capacity; the raw
@@ -13,7 +13,8 @@ path's written straight into Postgres, the HTTP path's published before the cloc
 through the service's clinic CSV import, as clinics publish before an opening, so the
 service knows them as it would at 9:00):
 
-  (a) raw   the confirm path stripped to the bone: N asyncpg workers, each
+  (a) raw   the confirm path stripped to the bone: N residents sharing a pool of
+            asyncpg connections as large as the service's (64), each
             resident one transaction of guarded ``UPDATE slots ... booked < capacity``
             + ``INSERT INTO bookings``, random slot, until every place is sold;
   (b) http  N virtual residents through the real service: POST /api/holds
@@ -22,9 +23,12 @@ service knows them as it would at 9:00):
 
 It prints confirmed bookings/s for both (best of the rounds), the ratio http/raw
 (aim >= 50 %) and the p50/p99 hold latency seen by the clients (aim p99 < 50 ms), and
-the confirm latency beside it.
+the confirm latency beside it; and the CPU every process spends per booking on
+each path (service, Redis, Postgres, load generator), summed: the http/raw cost
+ratio (aim <= 1.3×).
 
-Core split on a 2-core machine: the uvicorn booking process is pinned to core 0,
+Core split on a 2-core machine: the uvicorn booking process (one worker) is pinned
+to core 0 (with ``--workers 2`` its workers are unpinned),
 the load generator (this process: the HTTP clients and the raw asyncpg workers)
 to core 1; Redis and Postgres are left to the scheduler on both cores (with
 ``--pin-data`` they are pinned to core 1 too, leaving core 0 to the service
@@ -63,6 +67,9 @@ SECRET = "bench-secret-" + "k" * 40
 MUNICIPALITY = "131001"
 EVENT = "bench-event"
 BIRTH = date(1950, 1, 1)
+# Postgres connections of each path: the service's pool (split between its workers) and
+# the raw path's (residents beyond it wait for a connection, on both paths alike).
+POOL_MAX = 64
 
 
 @dataclass
@@ -232,46 +239,50 @@ async def publish_slots(
     return ids
 
 
-async def run_raw(dsn: str, slots: list[str], vouchers: list[str], users: int) -> Stats:
-    """Guarded UPDATE + INSERT per resident, nothing else: the floor cost of a confirm."""
+async def run_raw(
+    dsn: str, slots: list[str], vouchers: list[str], users: int, pool_max: int
+) -> Stats:
+    """Guarded UPDATE + INSERT per resident, nothing else: the floor cost of a confirm.
+    ``users`` residents share a pool of at most ``pool_max`` connections, as the service's
+    residents share its pool (200 residents cannot each have a Postgres backend)."""
     stats = Stats()
-    pool = await asyncpg.create_pool(dsn, min_size=users, max_size=users)
+    size = min(users, pool_max)
+    pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
     open_slots = list(slots)
     queue = list(vouchers)
 
     async def worker() -> None:
-        async with pool.acquire() as conn:
-            while queue and open_slots:
-                voucher = queue.pop()
-                while open_slots:
-                    slot = random.choice(open_slots)
-                    async with conn.transaction():
-                        row = await conn.fetchrow(
-                            "UPDATE slots SET booked = booked + 1 WHERE id = $1::uuid "
-                            "AND booked < capacity AND NOT closed AND starts_at > now() "
-                            "RETURNING dose_number, vaccine_code, starts_at",
+        while queue and open_slots:
+            voucher = queue.pop()
+            while open_slots:
+                slot = random.choice(open_slots)
+                async with pool.acquire() as conn, conn.transaction():
+                    row = await conn.fetchrow(
+                        "UPDATE slots SET booked = booked + 1 WHERE id = $1::uuid "
+                        "AND booked < capacity AND NOT closed AND starts_at > now() "
+                        "RETURNING dose_number, vaccine_code, starts_at",
+                        slot,
+                    )
+                    if row is not None:
+                        await conn.execute(
+                            "INSERT INTO bookings (confirmation_code, slot_id, "
+                            "municipality_code, voucher_number, dose_number, vaccine_code, "
+                            "slot_starts_at, channel) "
+                            "VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, 'web')",
+                            uuid.uuid4().hex[:12],
                             slot,
+                            MUNICIPALITY,
+                            voucher,
+                            row["dose_number"],
+                            row["vaccine_code"],
+                            row["starts_at"],
                         )
-                        if row is not None:
-                            await conn.execute(
-                                "INSERT INTO bookings (confirmation_code, slot_id, "
-                                "municipality_code, voucher_number, dose_number, vaccine_code, "
-                                "slot_starts_at, channel) "
-                                "VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, 'web')",
-                                uuid.uuid4().hex[:12],
-                                slot,
-                                MUNICIPALITY,
-                                voucher,
-                                row["dose_number"],
-                                row["vaccine_code"],
-                                row["starts_at"],
-                            )
-                    if row is None:
-                        if slot in open_slots:
-                            open_slots.remove(slot)
-                        continue
-                    stats.confirmed += 1
-                    break
+                if row is None:
+                    if slot in open_slots:
+                        open_slots.remove(slot)
+                    continue
+                stats.confirmed += 1
+                break
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(users)))
@@ -350,6 +361,20 @@ async def run_http(
     return stats
 
 
+async def unsold(dsn: str, slots: list[str]) -> list[tuple[str, int, int]]:
+    """(slot, capacity, booked) of the slots with a place left, as Postgres has them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text, capacity, booked FROM slots "
+            "WHERE id = ANY($1::uuid[]) AND booked < capacity",
+            slots,
+        )
+    finally:
+        await conn.close()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
 async def bounded(coro: Coroutine[Any, Any, None], max_s: float) -> None:
     """The whole measurement is bounded in time, whatever happens to the server."""
     async with asyncio.timeout(max_s):
@@ -423,6 +448,7 @@ async def main_async(
     all_holds: list[float] = []
     all_confirms: list[float] = []
     round_ratios: list[float] = []
+    cost_ratios: list[tuple[float, float]] = []  # (raw, http) CPU µs per booking, all processes
     # Round 0 is a warm-up (prepared statements on every pooled connection, Lua script
     # cache, allocator): run exactly like the others, printed, not counted.
     for n in range(args.rounds + 1):
@@ -433,7 +459,7 @@ async def main_async(
         http_vouchers = vouchers[base + per_round + 20 : base + 2 * per_round + 40]
         sessions = await open_sessions("127.0.0.1", port, http_vouchers)
         meter.start()
-        raw = await run_raw(dsn, raw_slots, raw_vouchers, args.users)
+        raw = await run_raw(dsn, raw_slots, raw_vouchers, args.users, POOL_MAX)
         raw_cpu = meter.per_booking_us(raw.confirmed)
         meter.start()
         http = await run_http("127.0.0.1", port, http_slots, sessions, args.users)
@@ -446,15 +472,20 @@ async def main_async(
             f"http {http.confirmed} in {http.elapsed_s:.2f}s = {http.per_s:,.0f}/s "
             f"(hold p99 {pct(http.hold_ms, 0.99):.1f} ms; service CPU {busy:.0%} of its core; "
             f"refusals {http.refused})\n"
-            f"    CPU µs per booking: raw {CpuMeter.show(raw_cpu)}; http {CpuMeter.show(http_cpu)}",
+            f"    CPU µs per booking: raw {CpuMeter.show(raw_cpu)}; http {CpuMeter.show(http_cpu)}"
+            f"; all processes {sum(http_cpu.values()):,.0f} / {sum(raw_cpu.values()):,.0f} = "
+            f"{sum(http_cpu.values()) / sum(raw_cpu.values()):.2f}×",
             flush=True,
         )
-        assert raw.confirmed == http.confirmed == per_round, "every place sold exactly once"
+        if raw.confirmed != per_round or http.confirmed != per_round:
+            left = await unsold(dsn, raw_slots + http_slots)
+            raise AssertionError(f"every place sold exactly once; unsold in Postgres: {left}")
         if n == 0:
             continue
         all_holds.extend(http.hold_ms)
         all_confirms.extend(http.confirm_ms)
         round_ratios.append(http.per_s / raw.per_s)
+        cost_ratios.append((sum(raw_cpu.values()), sum(http_cpu.values())))
         if raw_best is None or raw.per_s > raw_best.per_s:
             raw_best = raw
         if http_best is None or http.per_s > http_best.per_s:
@@ -488,6 +519,13 @@ async def main_async(
         f"confirm latency p50 / p99         : {pct(all_confirms, 0.5):7.1f} / "
         f"{pct(all_confirms, 0.99):.1f} ms"
     )
+    costs = sorted(http / raw for raw, http in cost_ratios)
+    raw_us = sorted(raw for raw, _ in cost_ratios)[len(cost_ratios) // 2]
+    http_us = sorted(http for _, http in cost_ratios)[len(cost_ratios) // 2]
+    print(
+        f"CPU per booking, all processes    : {http_us:7,.0f} / {raw_us:,.0f} µs (median); "
+        f"http/raw median {costs[len(costs) // 2]:.2f}×, least {costs[0]:.2f}×   (aim <= 1.3×)"
+    )
     print(f"oversold slots: {oversold}; slots whose booked != bookings: {mismatched}")
 
 
@@ -500,12 +538,13 @@ class Service:
 
 
 @contextlib.contextmanager
-def booking_service(*, pin_data: bool = False) -> Iterator[Service]:
+def booking_service(*, pin_data: bool = False, workers: int = 1) -> Iterator[Service]:
     """Embedded Redis and Postgres (fsync on) in a temporary directory, migrated, and the
-    booking service under real uvicorn on loopback, as ``machiai run`` starts it (1 worker,
-    uvloop + httptools, no access log, no proxy headers). On 2+ cores the service runs on
-    core 0 and this process (the load generator) on core 1; with ``pin_data`` Redis and
-    Postgres on core 1 too."""
+    booking service under real uvicorn on loopback, as ``machiai run`` starts it (uvloop +
+    httptools, no access log, no proxy headers). On 2+ cores one worker runs on core 0 and
+    this process (the load generator) on core 1; with ``pin_data`` Redis and Postgres on
+    core 1 too. With ``workers`` > 1 the service's processes are left to the scheduler on
+    every core (as ``machiai run --workers N``), each with its share of the pool."""
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="machiai-bench-") as tmp:
         Path(tmp).chmod(0o755)
@@ -524,8 +563,8 @@ def booking_service(*, pin_data: bool = False) -> Iterator[Service]:
                 "DATABASE_URL": dsn,
                 "MACHIAI_REDIS_PREFIX": "bench:",
                 "MACHIAI_SECRET_KEYS": SECRET,
-                "BOOKING_DB_POOL_MIN": "10",
-                "BOOKING_DB_POOL_MAX": "64",
+                "BOOKING_DB_POOL_MIN": str(min(10, POOL_MAX // workers)),
+                "BOOKING_DB_POOL_MAX": str(POOL_MAX // workers),
                 "BOOKING_THROTTLE_CLIENT_LIMIT": "1000000",
             }
             server = subprocess.Popen(
@@ -533,12 +572,13 @@ def booking_service(*, pin_data: bool = False) -> Iterator[Service]:
                     sys.executable, "-m", "uvicorn", "booking.app:app_from_env", "--factory",
                     "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
                     "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools",
-                    "--log-level", "warning",
+                    "--log-level", "warning", "--workers", str(workers),
                 ],
                 env=env,
             )  # fmt: skip
             if cores >= 2:
-                psutil.Process(server.pid).cpu_affinity([0])
+                if workers == 1:
+                    psutil.Process(server.pid).cpu_affinity([0])
                 psutil.Process().cpu_affinity([1])
             if cores >= 2 and pin_data:
                 # Data servers on core 1 too (backends inherit the postmaster's affinity),
@@ -549,7 +589,9 @@ def booking_service(*, pin_data: bool = False) -> Iterator[Service]:
                             proc.cpu_affinity([1])
             wait_healthy(f"http://127.0.0.1:{port}", server)
             print(
-                f"cores: {cores}; booking server on core 0; load generator on core 1; "
+                f"cores: {cores}; booking server "
+                + ("on core 0" if workers == 1 else f"{workers} workers unpinned")
+                + "; load generator on core 1; "
                 + (
                     "Redis and Postgres on core 1"
                     if pin_data
@@ -578,13 +620,14 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-s", type=float, default=300.0, help="stop after this long")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
     parser.add_argument(
         "--pin-data",
         action="store_true",
         help="pin Redis and Postgres to core 1 as well (default: unpinned)",
     )
     args = parser.parse_args()
-    with booking_service(pin_data=args.pin_data) as service:
+    with booking_service(pin_data=args.pin_data, workers=args.workers) as service:
         asyncio.run(
             bounded(
                 main_async(args, service.dsn, service.port, service.pid, service.data_pids),
